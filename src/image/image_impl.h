@@ -1,0 +1,184 @@
+// Internal state of an open image. See docs/design.md for the invariants and
+// the lock order.
+//
+// Lock order (acquire in this order, never the reverse):
+//   1. flush_mu_   (flush group leader election; held only briefly)
+//   2. commit_mu_  (one metadata commit at a time; held across the log I/O)
+//   3. block stripe locks (per payload block; shared for data I/O,
+//      exclusive for state changes)
+//   4. alloc_mu_   (free space and pending frees; short)
+//   5. meta_mu_    (dirty metadata pages, header state, sticky error; short)
+#ifndef VHDX_SRC_IMAGE_IMAGE_IMPL_H_
+#define VHDX_SRC_IMAGE_IMAGE_IMPL_H_
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "alloc/free_space.h"
+#include "format/bat.h"
+#include "format/header.h"
+#include "format/metadata.h"
+#include "format/parent_locator.h"
+#include "format/region_table.h"
+#include "log/log_writer.h"
+#include "vhdx/check.h"
+#include "vhdx/image.h"
+
+namespace vhdx {
+
+
+// Collects problems found while loading. In strict mode (Open) the first
+// error aborts; in check mode everything is collected.
+class Diagnostics {
+ public:
+  explicit Diagnostics(bool collect_all) : collect_all_(collect_all) {}
+  // Records an error. Returns the status to propagate: `s` in strict mode,
+  // OK in collect mode (the caller continues where it safely can).
+  Status Error(const Status& s, std::string structure, uint64_t offset);
+  void Warning(std::string structure, uint64_t offset, std::string message);
+  bool collect_all() const { return collect_all_; }
+  std::vector<CheckProblem>& problems() { return problems_; }
+
+ private:
+  bool collect_all_;
+  std::vector<CheckProblem> problems_;
+};
+
+struct Image::Impl {
+  // ---- set at open, then immutable -----------------------------------------
+  std::unique_ptr<File> file;
+  std::string path;  // as given; empty for images opened from a File
+  bool read_only = true;
+  format::Geometry geo;
+  uint32_t physical_sector_size = 0;
+  format::FileParameters params;
+  Guid disk_id;
+  format::FileIdentifier identifier;
+  std::array<std::optional<format::Header>, 2> header_copies;
+  format::RegionTable regions;
+  format::MetadataTable metadata_table;
+  std::optional<format::ParentLocator> parent_locator;
+  uint64_t bat_offset = 0;
+  uint64_t bat_length = 0;
+  uint64_t metadata_offset = 0;
+  uint64_t metadata_length = 0;
+  LogState log_state = LogState::kClean;
+  uint32_t log_entries_replayed = 0;
+  uint64_t opened_file_size = 0;
+  // The parent chain (differencing images), opened read-only.
+  std::unique_ptr<Image> parent;
+  std::vector<ChainLinkInfo> chain;
+
+  // ---- BAT ------------------------------------------------------------------
+  // Entries are read without a lock (acquire) and published with release
+  // after the data they point at is written. Writers change an entry only
+  // while holding the block's stripe lock exclusively (or meta_mu_ for SB
+  // entries).
+  std::unique_ptr<std::atomic<uint64_t>[]> bat;
+
+  // ---- block stripe locks ---------------------------------------------------
+  static constexpr size_t kStripes = 1024;
+  std::unique_ptr<std::shared_mutex[]> stripes;
+  std::shared_mutex& StripeFor(uint64_t block) { return stripes[block % kStripes]; }
+
+  // ---- header state (guarded by meta_mu_) ----------------------------------
+  std::mutex meta_mu_;
+  format::Header header;       // the current header as last written
+  int current_slot = 0;        // 0 or 1: slot holding `header`
+  std::atomic<bool> file_guid_updated{false};
+  std::atomic<bool> data_guid_updated{false};
+  bool log_guid_active = false;  // header LogGuid == session LogGuid, durable
+  Guid session_log_guid;
+  // Sticky error: set by a failed metadata update; every later call fails.
+  std::atomic<bool> failed{false};
+  Status failed_status;  // guarded by meta_mu_
+  // Dirty metadata pages, keyed by file offset (4 KiB aligned). BAT pages are
+  // re-encoded from `bat` at commit time, so only their offsets are kept;
+  // other pages (sector bitmaps, metadata) carry their bytes.
+  std::set<uint64_t> dirty_bat_pages;
+  // Dirty sector-bitmap pages; their bytes are in sb_pages.
+  std::set<uint64_t> dirty_sb_pages;
+  // Other dirty metadata pages (metadata region, region tables) with bytes.
+  std::map<uint64_t, std::vector<uint8_t>> dirty_pages;
+  // Space freed by BAT changes that are not durable yet. Guarded by meta_mu_
+  // so a commit snapshots frees together with the pages that free them;
+  // released to free_space once the commit is durable (invariant 4).
+  std::vector<FreeSpace::Extent> pending_free;
+  // Cached sector-bitmap pages (file offset -> 4 KiB) for differencing
+  // images: the authoritative copy of every page we modified.
+  std::map<uint64_t, std::vector<uint8_t>> sb_pages;
+  // Serialises sector-bitmap block allocation (taken with a stripe lock
+  // held, before alloc_mu_ and meta_mu_).
+  std::mutex sb_alloc_mu_;
+
+  // ---- allocation (guarded by alloc_mu_) -------------------------------------
+  std::mutex alloc_mu_;
+  FreeSpace free_space;
+  // File size as far as allocation is concerned (objects + free space).
+  uint64_t file_end = 0;
+
+  // ---- commit and flush ------------------------------------------------------
+  std::mutex commit_mu_;
+  std::unique_ptr<LogWriter> log_writer;  // guarded by commit_mu_
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  uint64_t flush_requested = 0;  // guarded by flush_mu_
+  uint64_t flush_completed = 0;  // guarded by flush_mu_
+  bool flush_running = false;    // guarded by flush_mu_
+  std::atomic<size_t> dirty_count{0};  // approximate, to trigger commits
+
+  bool closed = false;
+
+  // ---- helpers (open.cc, read.cc, write.cc, commit.cc) ------------------------
+  bool is_differencing() const { return params.has_parent; }
+  bool is_fixed() const { return params.leave_block_allocated && !params.has_parent; }
+  format::BatEntry LoadEntry(uint64_t bat_index) const {
+    return format::BatEntry::Decode(bat[bat_index].load(std::memory_order_acquire));
+  }
+
+  Status Load(Diagnostics& diag, const OpenOptions& options);
+  Status OpenParent(const OpenOptions& options);
+  Status CheckAlive() const;
+
+  Status ReadParent(uint64_t voff, std::span<uint8_t> out);
+  Status ReadBlockRange(uint64_t block, uint64_t in_block, std::span<uint8_t> out);
+  Status ReadSectorBitmap(uint64_t chunk, uint64_t first_sector, uint64_t count, std::vector<uint8_t>* bits);
+  Status WriteBlockRange(uint64_t block, uint64_t in_block, std::span<const uint8_t> data);
+  Status ZeroBlockRange(uint64_t block, uint64_t in_block, uint64_t length);
+  Status TrimBlockRange(uint64_t block, uint64_t in_block, uint64_t length, TrimMode mode);
+
+  // Space management (write.cc).
+  Result<FreeSpace::Extent> AllocateSpace(uint64_t length);
+  // Returns never-referenced space straight to the free pool.
+  void ReturnSpace(const FreeSpace::Extent& extent);
+  // Sector bitmap helpers for differencing images (write.cc).
+  Result<uint64_t> EnsureSectorBitmap(uint64_t chunk);
+  Status SetSectorBits(uint64_t chunk, uint64_t first_bit, uint64_t count, bool value);
+  Status LoadSbPageLocked(uint64_t page_off);  // meta_mu_ held
+
+  // Header updates (commit.cc).
+  Status BeginWrite(bool user_visible);
+  Status WriteHeaderLocked(const format::Header& next);  // meta_mu_ held
+  // Publishes a BAT entry and marks its page dirty; `freed` (length 0 for
+  // none) becomes reusable once the change is durable.
+  void SetBatEntry(uint64_t bat_index, format::BatEntry entry, FreeSpace::Extent freed = {0, 0, false});
+  Status CommitMetadata();     // commit_mu_ not held by caller
+  Status FlushAll();
+  Status MaybeCommit();
+  Status CloseClean();
+  void Fail(const Status& s);
+};
+
+}  // namespace vhdx
+
+#endif  // VHDX_SRC_IMAGE_IMAGE_IMPL_H_

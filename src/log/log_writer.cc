@@ -1,0 +1,47 @@
+#include "log/log_writer.h"
+
+#include <algorithm>
+
+#include "format/log_format.h"
+
+namespace vhdx {
+
+LogWriter::LogWriter(File* file, uint64_t log_offset, uint32_t log_length, Guid log_guid)
+    : file_(file), log_offset_(log_offset), log_length_(log_length), log_guid_(log_guid) {}
+
+size_t LogWriter::MaxPagesPerEntry() const {
+  const uint64_t sectors = log_length_ / 4096;
+  if (sectors < 3) return 0;
+  // Largest n with descriptor sectors + n data sectors <= sectors - 1.
+  size_t n = static_cast<size_t>(sectors - 2);
+  while (n > 0 && format::LogEntryLength(0, n) / 4096 > sectors - 1) --n;
+  return n;
+}
+
+Status LogWriter::Append(std::span<const Page> pages, uint64_t flushed_file_offset, uint64_t last_file_offset) {
+  format::LogEntryToWrite entry;
+  entry.sequence_number = sequence_;
+  entry.tail = head_;
+  entry.log_guid = log_guid_;
+  entry.flushed_file_offset = flushed_file_offset;
+  entry.last_file_offset = last_file_offset;
+  for (const Page& p : pages) entry.pages.emplace_back(p.file_offset, p.data);
+  std::vector<uint8_t> bytes = format::EncodeLogEntry(entry);
+  // Invariant: an entry never fills the whole ring (MaxPagesPerEntry).
+  if (bytes.size() >= log_length_) return Status::InvalidArgument("log entry larger than the log");
+  const uint32_t len = static_cast<uint32_t>(bytes.size());
+  const uint32_t first = std::min(len, log_length_ - head_);
+  if (Status s = file_->WriteAt(log_offset_ + head_, std::span<const uint8_t>(bytes.data(), first)); !s.ok()) {
+    return s;
+  }
+  if (first < len) {
+    if (Status s = file_->WriteAt(log_offset_, std::span<const uint8_t>(bytes.data() + first, len - first)); !s.ok()) {
+      return s;
+    }
+  }
+  head_ = (head_ + len) % log_length_;
+  ++sequence_;
+  return Status::OK();
+}
+
+}  // namespace vhdx
