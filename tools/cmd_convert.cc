@@ -154,6 +154,25 @@ Result<bool> IsVhdxFile(int fd, const std::string& name) {
   return std::memcmp(signature, "vhdxfile", 8) == 0;
 }
 
+// Writes the runs of `data` (to be stored at `offset`) that are not all
+// zero, at kAlign granularity, so that zero pages stay holes/unallocated.
+Status WriteNonZero(Sink& dst, uint64_t offset, std::span<const uint8_t> data) {
+  if (IsAllZero(data)) return Status::OK();
+  size_t pos = 0;
+  while (pos < data.size()) {
+    // Skip zero pages, then extend the run over non-zero pages.
+    auto page_at = [&](size_t p) { return data.subspan(p, std::min<size_t>(kAlign, data.size() - p)); };
+    while (pos < data.size() && IsAllZero(page_at(pos))) pos += page_at(pos).size();
+    if (pos >= data.size()) break;
+    size_t run_end = pos;
+    while (run_end < data.size() && !IsAllZero(page_at(run_end))) run_end += page_at(run_end).size();
+    Status s = dst.Write(offset + pos, data.subspan(pos, run_end - pos));
+    if (!s.ok()) return s.WithContext("writing output at offset " + std::to_string(offset + pos));
+    pos = run_end;
+  }
+  return Status::OK();
+}
+
 // Copies every non-zero chunk of `src` into `dst` (whose size is `out_size`
 // >= src.size()).
 Status Copy(Source& src, Sink& dst, uint64_t out_size, Progress& progress) {
@@ -178,10 +197,8 @@ Status Copy(Source& src, Sink& dst, uint64_t out_size, Progress& progress) {
         if (!s.ok()) return s.WithContext("reading source at offset " + std::to_string(pos));
       }
       std::fill(piece.begin() + static_cast<ptrdiff_t>(readable), piece.end(), uint8_t{0});
-      if (!IsAllZero(piece)) {
-        Status s = dst.Write(pos, piece);
-        if (!s.ok()) return s.WithContext("writing output at offset " + std::to_string(pos));
-      }
+      Status s = WriteNonZero(dst, pos, piece);
+      if (!s.ok()) return s;
       pos = next;
       progress.Update(pos);
     }

@@ -45,6 +45,11 @@ struct OpenOptions {
   // Accept a parent whose DataWriteGuid matches neither parent_linkage nor
   // parent_linkage2 (dangerous: reads may be silently wrong).
   bool ignore_parent_linkage = false;
+
+  // Writable opens: the DataWriteGuid to set before the first user-visible
+  // change, instead of a random one. Merge uses it to record the parent's
+  // next identity in the child's parent_linkage2 first ([MS-VHDX] 2.6.2.6.3).
+  std::optional<Guid> next_data_write_guid;
 };
 
 enum class DiskType : uint8_t { kFixed, kDynamic, kDifferencing };
@@ -155,6 +160,7 @@ class VHDX_EXPORT Image {
   struct Impl;
 
  private:
+  friend struct ImageAccess;  // internal tooling in src/ (chain operations)
   explicit Image(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -62,7 +62,7 @@ Status Image::Impl::BeginWrite(bool user_visible) {
   if (need_file) next.file_write_guid = Guid::Random();
   // Invariant 6: the same new DataWriteGuid goes into both header copies,
   // before the first user-visible change of the session.
-  if (need_data) next.data_write_guid = Guid::Random();
+  if (need_data) next.data_write_guid = next_data_write_guid.value_or(Guid::Random());
   Status s = WriteHeaderLocked(next);
   if (!s.ok()) {
     failed_status = s.WithContext("updating the image headers");

@@ -23,6 +23,7 @@ Result<std::unique_ptr<Image::Impl>> LoadImpl(std::unique_ptr<File> file, std::s
   impl->file = std::move(file);
   impl->path = std::move(path);
   impl->read_only = options.read_only || !impl->file->IsWritable();
+  impl->next_data_write_guid = options.next_data_write_guid;
   impl->stripes = std::make_unique<std::shared_mutex[]>(Image::Impl::kStripes);
   Diagnostics diag(false);
   Status s = impl->Load(diag, options);

@@ -177,6 +177,23 @@ struct Image::Impl {
   Status MaybeCommit();
   Status CloseClean();
   void Fail(const Status& s);
+
+  // Replaces (or adds) a system metadata item, re-packing the items of the
+  // metadata region; the changed pages go through the log (metadata.cc).
+  Status UpdateMetadataItem(const Guid& id, std::span<const uint8_t> value, bool is_virtual_disk,
+                            bool is_required);
+  std::optional<Guid> next_data_write_guid;
+
+  // Found by Load in collect-all mode, fixed by Repair (check.cc).
+  std::vector<uint64_t> invalid_bat_entries;
+  bool region_tables_need_rewrite = false;
+  bool headers_need_rewrite = false;
+  Status Repair(CheckReport* report);
+};
+
+// Access to an Image's internals for library code outside src/image.
+struct ImageAccess {
+  static Image::Impl& Get(Image& image) { return *image.impl_; }
 };
 
 }  // namespace vhdx

@@ -93,6 +93,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     } else {
       diag.Warning("header " + std::to_string(i + 1), header_offsets[i],
                    "invalid, the other copy is used: " + h.status().message());
+      headers_need_rewrite = true;
     }
   }
   if (!header_copies[0] && !header_copies[1]) {
@@ -109,6 +110,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       header_copies[0]->EncodeTo(a);
       header_copies[1]->EncodeTo(b);
       if (a != b) {
+        headers_need_rewrite = true;
         diag.Warning("headers", format::kHeader1Offset,
                      "both headers have sequence number " + std::to_string(header_copies[0]->sequence_number) +
                          " but differ; header 1 is used");
@@ -213,7 +215,9 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     return Status::Corruption("region tables", "Checksum", format::kRegionTable1Offset,
                               "neither region table copy is valid");
   }
+  region_tables_need_rewrite = !tables[0] || !tables[1];
   if (tables[0] && tables[1] && !(*tables[0] == *tables[1])) {
+    region_tables_need_rewrite = true;
     diag.Warning("region table 2", format::kRegionTable2Offset, "differs from region table 1; copy 1 is used");
   }
   regions = tables[0] ? *tables[0] : *tables[1];
@@ -400,6 +404,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       std::string name = "BAT entry " + std::to_string(idx);
       Status s = Status::Corruption(name, "State", entry_off, what + " (entry " + Hex(raw) + ")");
       bat[idx].store(0, std::memory_order_relaxed);
+      invalid_bat_entries.push_back(idx);
       return diag.Error(s, name, entry_off);
     };
     if (!format::BatEntry::ReservedBitsClear(raw)) {
@@ -491,6 +496,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
         Status s = Status::Corruption(name, "State", bat_offset + idx * 8,
                                       "PARTIALLY_PRESENT but the chunk's sector bitmap block is not present");
         bat[idx].store(0, std::memory_order_relaxed);
+        invalid_bat_entries.push_back(idx);
         if (Status r = diag.Error(s, name, bat_offset + idx * 8); !r.ok()) return r;
       }
     }

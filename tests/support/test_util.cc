@@ -63,15 +63,21 @@ std::string RunCapture(const std::string& command) {
 
 bool HaveCommand(const std::string& name) { return Run("command -v " + name + " >/dev/null 2>&1") == 0; }
 
+// openssl's SHA-256 is several times faster than coreutils' where present.
+std::string HashCommand() {
+  static const std::string cmd = HaveCommand("openssl") ? "openssl dgst -sha256 -r" : "sha256sum";
+  return cmd;
+}
+
 std::string Sha256OfFile(const std::string& path) {
-  std::string out = RunCapture("sha256sum '" + path + "'");
+  std::string out = RunCapture(HashCommand() + " < '" + path + "'");
   return out.substr(0, 64);
 }
 
 std::string Sha256OfImage(Image& image) {
   TempDir dir;
   std::string sum_file = dir.Join("sum");
-  FILE* p = popen(("sha256sum > '" + sum_file + "'").c_str(), "w");
+  FILE* p = popen((HashCommand() + " > '" + sum_file + "'").c_str(), "w");
   if (!p) return {};
   std::vector<uint8_t> buf(8 << 20);
   for (uint64_t off = 0; off < image.virtual_size(); off += buf.size()) {
