@@ -11,6 +11,7 @@
 // Invariants: no crash; the files are never written (read-only opens);
 // reads of the child either succeed or fail with a file-caused error.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 

@@ -3,6 +3,7 @@
 // given on the command line (converted to the sparse image format with only
 // their metadata and a few data pages, so each seed stays small).
 //   make_seeds OUT_DIR [image.vhdx ...]
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>

@@ -12,12 +12,14 @@
 //      file would fail (the library takes an exclusive flock), and multi-conn
 //      requires that a flush on one connection covers writes made on all of
 //      them, which only a shared image (one cache, one log) gives.
-//  (2) .get_ready opens the image read-only, so that a missing file, a bad
-//      parameter, a corrupt header or a broken chain stops nbdkit at start-up
-//      with a message the user sees. The first writable .open (nbdkit without
-//      -r) reopens it read-write; only nbdkit knows about -r, and it tells the
-//      plugin in .open. The image is swapped only while no connection holds
-//      it; connections keep it alive through a shared_ptr.
+//  (2) .get_ready opens the image read-only and closes it again, so that a
+//      missing file, a bad parameter, a corrupt header or a broken chain stops
+//      nbdkit at start-up with a message the user sees. The image is opened
+//      for serving by the first .open, read-only or read-write as nbdkit says
+//      (only nbdkit knows about -r); not earlier, because nbdkit forks after
+//      .get_ready (to daemonize, or for --run) and a forked child would keep
+//      the image's flock. The shared image is replaced only while no
+//      connection holds it; connections keep it alive through a shared_ptr.
 //  (3) On shutdown (.cleanup, or .unload if nbdkit skips .cleanup) the image
 //      is closed cleanly: metadata written back and the log marked clean, so
 //      the file does not need a replay. When the last client disconnects the
@@ -69,6 +71,7 @@ Config g_config;
 std::mutex g_mu;
 std::shared_ptr<Disk> g_disk;  // guarded by g_mu
 int g_connections = 0;         // guarded by g_mu
+bool g_write_denied = false;   // guarded by g_mu; the file cannot be opened read-write
 
 // One client connection.
 struct Connection {
@@ -177,13 +180,12 @@ int vhdx_config_complete() {
 
 int vhdx_get_ready() {
   return Guard("get_ready", [] {
-    std::lock_guard lock(g_mu);
     auto disk = OpenDisk(true);
     if (!disk.ok()) return Fail(g_config.file.c_str(), disk.status());
-    g_disk = std::move(*disk);
-    nbdkit_debug("opened %s: %llu bytes, logical sector %u, block %u", g_config.file.c_str(),
-                 static_cast<unsigned long long>(g_disk->size()), g_disk->logical_sector_size(),
-                 g_disk->block_size());
+    nbdkit_debug("%s: %llu bytes, logical sector %u, block %u", g_config.file.c_str(),
+                 static_cast<unsigned long long>((*disk)->size()), (*disk)->logical_sector_size(),
+                 (*disk)->block_size());
+    if (Status s = (*disk)->Close(); !s.ok()) return Fail(g_config.file.c_str(), s);
     return 0;
   }, -1);
 }
@@ -201,7 +203,7 @@ void vhdx_cleanup() {
 void* vhdx_open(int readonly) {
   return Guard("open", [readonly]() -> void* {
     std::lock_guard lock(g_mu);
-    bool conn_read_only = readonly != 0;
+    bool conn_read_only = readonly != 0 || g_write_denied;
     if (!conn_read_only && (!g_disk || g_disk->read_only())) {
       if (g_connections > 0) {
         Fail("open", EBUSY, "the image is open read-only for other connections");
@@ -219,6 +221,7 @@ void* vhdx_open(int readonly) {
         }
         nbdkit_debug("%s: cannot open read-write (%s); serving read-only", g_config.file.c_str(),
                      s.ToString().c_str());
+        g_write_denied = true;
         conn_read_only = true;
       } else {
         g_disk = std::move(*disk);

@@ -56,6 +56,16 @@ Tally Count(const CheckReport& report) {
   return t;
 }
 
+// The message without a leading "<structure> at file offset <hex>: ", which
+// the human output prints already.
+std::string MessageDetail(const CheckProblem& p) {
+  const std::string prefix = p.structure + " at file offset " + Hex(p.file_offset) + ": ";
+  if (p.message.size() > prefix.size() && p.message.compare(0, prefix.size(), prefix) == 0) {
+    return p.message.substr(prefix.size());
+  }
+  return p.message;
+}
+
 int ExitCode(const Tally& t, const CheckReport& report, bool repair) {
   if (t.remaining > 0) return kCheckCorrupt;
   if (repair && (t.repaired > 0 || report.log_was_dirty)) return kCheckRepaired;
@@ -119,7 +129,7 @@ int RunCheck(const CheckCmdOptions& o) {
   } else {
     for (const CheckProblem& p : report.problems) {
       std::printf("%s: %s at %s: %s%s\n", p.severity == CheckProblem::Severity::kError ? "ERROR" : "Warning",
-                  p.structure.c_str(), Hex(p.file_offset).c_str(), p.message.c_str(),
+                  p.structure.c_str(), Hex(p.file_offset).c_str(), MessageDetail(p).c_str(),
                   p.repaired ? " (repaired)" : "");
     }
     for (const auto& [offset, length] : report.lost_ranges) {

@@ -263,6 +263,11 @@ int RunConvert(const ConvertOptions& o) {
     if (!o.force) {
       return Fail("convert", o.dst, Status::AlreadyExists("file exists (use --force to overwrite it)"));
     }
+    if (!S_ISREG(dst_stat->st_mode)) {
+      // Zero ranges are left unwritten and a failed convert removes DST:
+      // both are only right for a regular file.
+      return FailArgument("convert", o.dst, "output exists and is not a regular file");
+    }
   } else if (dst_stat.status().code() != ErrorCode::kNotFound) {
     return Fail("convert", o.dst, dst_stat.status());
   }

@@ -15,6 +15,11 @@ void AddConvertCommand(CLI::App& app, int& exit_code);  // cmd_convert.cc
 void AddCreateCommand(CLI::App& app, int& exit_code);   // cmd_create.cc
 void AddReadCommand(CLI::App& app, int& exit_code);     // cmd_io.cc
 void AddWriteCommand(CLI::App& app, int& exit_code);    // cmd_io.cc
+void AddResizeCommand(CLI::App& app, int& exit_code);     // cmd_edit.cc
+void AddCompactCommand(CLI::App& app, int& exit_code);    // cmd_edit.cc
+void AddDiscardCommand(CLI::App& app, int& exit_code);    // cmd_edit.cc
+void AddMergeCommand(CLI::App& app, int& exit_code);      // cmd_edit.cc
+void AddSetParentCommand(CLI::App& app, int& exit_code);  // cmd_edit.cc
 
 }  // namespace vhdx::tool
 

@@ -23,6 +23,11 @@ int main(int argc, char** argv) {
     vhdx::tool::AddCreateCommand(app, exit_code);
     vhdx::tool::AddReadCommand(app, exit_code);
     vhdx::tool::AddWriteCommand(app, exit_code);
+    vhdx::tool::AddResizeCommand(app, exit_code);
+    vhdx::tool::AddCompactCommand(app, exit_code);
+    vhdx::tool::AddDiscardCommand(app, exit_code);
+    vhdx::tool::AddMergeCommand(app, exit_code);
+    vhdx::tool::AddSetParentCommand(app, exit_code);
 
     try {
       app.parse(argc, argv);

@@ -94,6 +94,19 @@ enum class TrimMode : uint8_t {
   kUnmapKeepSpace,
 };
 
+struct ResizeOptions {
+  // Allow shrinking below the end of allocated data (the data beyond the new
+  // end is discarded). Without it such a shrink fails with kInvalidArgument.
+  bool allow_data_loss = false;
+};
+
+struct CompactResult {
+  uint64_t file_size_before = 0;
+  uint64_t file_size_after = 0;
+  uint64_t blocks_zeroed = 0;   // all-zero blocks turned into ZERO blocks
+  uint64_t blocks_moved = 0;    // blocks moved into holes nearer the start
+};
+
 // One run of the virtual disk with uniform allocation.
 struct Extent {
   enum class Kind : uint8_t {
@@ -140,6 +153,16 @@ class VHDX_EXPORT Image {
   Status Trim(uint64_t offset, uint64_t length, TrimMode mode = TrimMode::kDefault);
   // Makes every completed write durable.
   Status Flush();
+  // Changes the virtual size (a multiple of the logical sector size, at most
+  // 64 TiB). Growing relocates the BAT when it outgrows its region; both go
+  // through the log. Must not run concurrently with other calls.
+  Status Resize(uint64_t new_size, const ResizeOptions& options = {});
+  // Gives space back like Optimize-VHD (Full): all-zero blocks become ZERO
+  // blocks, blocks near the end of the file move into holes, and on Close
+  // the file is truncated. Fixed images keep every block allocated (only
+  // trailing free space is released). Must not run concurrently with other
+  // calls; the result's file_size_after is the size Close will leave.
+  Result<CompactResult> Compact();
   // Writes back all metadata, marks the log clean, truncates trailing free
   // space and closes the file. Later calls fail.
   Status Close();

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -46,6 +47,11 @@ std::vector<std::string> Candidates(const format::ParentLocator& loc, const std:
     // Extended-length prefix; a drive letter or volume GUID cannot be
     // resolved on this host, but a POSIX-looking remainder can.
     if (p.rfind("\\\\?\\", 0) == 0) p = p.substr(4);
+    // A drive-letter path may be reachable where Windows drives are mounted
+    // the WSL way: C:\dir\x.vhdx -> /mnt/c/dir/x.vhdx.
+    if (p.size() >= 3 && std::isalpha(static_cast<unsigned char>(p[0])) && p[1] == ':' && p[2] == '\\') {
+      p = std::string("/mnt/") + static_cast<char>(std::tolower(static_cast<unsigned char>(p[0]))) + p.substr(2);
+    }
     p = FromWindowsPath(p);
     if (!p.empty() && p[0] == '/') out.push_back(p);
   }
@@ -64,7 +70,17 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
       if (active) t_chain_files = nullptr;
     }
   } reset{outermost};
-  if (auto self = IdentifyFile(path)) t_chain_files->insert(*self);
+  // The set holds the images on the path from the image being opened down
+  // to this one: each removes itself when its parent lookup ends, so a
+  // candidate that failed (and the ancestors it opened) cannot later be
+  // mistaken for a cycle.
+  struct Leave {
+    std::optional<FileId> id;
+    ~Leave() {
+      if (id) t_chain_files->erase(*id);
+    }
+  } leave;
+  if (auto self = IdentifyFile(path); self && t_chain_files->insert(*self).second) leave.id = self;
 
   const format::ParentLocator& loc = *parent_locator;
   std::vector<std::string> candidates;
@@ -84,9 +100,13 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
     auto g = Guid::Parse(*linkage2);
     if (g.ok()) want2 = *g;
   }
+  // Every candidate is tried in order; one that is missing or is not the
+  // linked parent (a stale relative path may reach an unrelated file) does
+  // not stop the search. The error names every path tried.
   std::string tried;
+  bool mismatch = false;
   for (const std::string& candidate : candidates) {
-    if (!tried.empty()) tried += ", ";
+    if (!tried.empty()) tried += "; ";
     tried += candidate;
     auto id = IdentifyFile(candidate);
     if (!id) {
@@ -94,7 +114,8 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
       continue;
     }
     if (t_chain_files->count(*id)) {
-      return Status::Corruption("differencing chain has a cycle: " + candidate + " is already part of the chain");
+      return Status::Corruption("differencing chain has a cycle: " + candidate + " (parent of " + path +
+                                ") is already part of the chain");
     }
     OpenOptions popts;
     popts.read_only = true;
@@ -108,21 +129,26 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
     const Guid& dwg = pinfo.headers[pinfo.headers[0].current ? 0 : 1].data_write_guid;
     bool matches = (want1 && *want1 == dwg) || (want2 && *want2 == dwg);
     if (!matches && !options.ignore_parent_linkage) {
-      return Status::Corruption("parent " + candidate + " does not match " + path + ": its DataWriteGuid " +
-                                dwg.ToString(true, true) + " differs from parent_linkage " +
-                                linkage.value_or("(none)") +
-                                (linkage2 ? " and parent_linkage2 " + *linkage2 : std::string()) +
-                                " (the parent was modified or is the wrong file)");
+      tried += " (DataWriteGuid " + dwg.ToString(true, true) + ")";
+      mismatch = true;
+      continue;
     }
     if ((*parent_image)->logical_sector_size() != geo.logical_sector_size) {
       return Status::Corruption("parent " + candidate + " has logical sector size " +
-                                std::to_string((*parent_image)->logical_sector_size()) + ", the child " +
-                                std::to_string(geo.logical_sector_size));
+                                std::to_string((*parent_image)->logical_sector_size()) + ", the child " + path +
+                                " " + std::to_string(geo.logical_sector_size));
     }
     chain = pinfo.chain;
     if (!chain.empty()) chain[0].path = candidate;
     parent = std::move(*parent_image);
     return Status::OK();
+  }
+  if (mismatch) {
+    return Status::Corruption("parent of " + path + " does not match its parent_linkage " +
+                              linkage.value_or("(none)") +
+                              (linkage2 ? " or parent_linkage2 " + *linkage2 : std::string()) +
+                              " (the parent was modified after the child was created, or is the wrong file); tried: " +
+                              tried);
   }
   return Status::NotFound("parent of " + path + " not found; tried: " + (tried.empty() ? "(no usable path)" : tried));
 }

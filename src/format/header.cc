@@ -73,7 +73,7 @@ void FileIdentifier::EncodeTo(std::span<uint8_t> out64k) const {
     uint16_t last = LoadLE16(&text[n - 2]);
     if (last >= 0xD800 && last <= 0xDBFF) n -= 2;
   }
-  std::memcpy(out64k.data() + kCreatorOffset, text.data(), n);
+  if (n > 0) std::memcpy(out64k.data() + kCreatorOffset, text.data(), n);
 }
 
 Result<Header> Header::Decode(std::span<const uint8_t> raw4k, uint64_t file_offset) {

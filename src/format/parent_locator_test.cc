@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -186,6 +187,24 @@ TEST(ParentLocatorTest, RejectsTruncatedAndAllZero) {
   // Right type, zero everything else: no entries, so parent_linkage missing.
   VhdxParentLocatorTypeGuid().ToBytes(std::span<uint8_t, 16>(zeros.data(), 16));
   ExpectCorrupt(zeros, "parent_linkage");
+}
+
+TEST(ParentLocatorTest, RandomMutationsNeverCrash) {
+  const std::vector<uint8_t> good = WindowsLike().Encode();
+  std::mt19937 rng(777);
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::vector<uint8_t> b = good;
+    const int flips = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < flips; ++k) {
+      const size_t pos = (rng() % 2 == 0) ? rng() % 80 : rng() % b.size();
+      b[pos] = static_cast<uint8_t>(rng());
+    }
+    if (rng() % 8 == 0) b.resize(rng() % b.size());
+    Result<ParentLocator> r = ParentLocator::Decode(b, kItemOffset);
+    if (r.ok()) {
+      EXPECT_TRUE(r->Get("parent_linkage").has_value());
+    }
+  }
 }
 
 // ---- UTF-16 ----------------------------------------------------------------

@@ -158,11 +158,14 @@ Status Image::Impl::CommitMetadata() {
         // whose Tail no longer covers them (invariant 3).
         if (Status s = file->Flush(); !s.ok()) return fail(s);
       }
-      // 3. The log entry, then make it durable. The first entry of the
-      //    session also publishes the session's LogGuid in the headers; the
-      //    entry is written first so a header naming the GUID never points
-      //    at a log without a valid entry for it.
+      // 3. The log entry, then make it durable (invariant 5). The first
+      //    entry of the session also publishes the session's LogGuid in the
+      //    headers; the entry is durable before the header is written, so a
+      //    header naming the GUID never points at a log without a valid
+      //    entry for it (a cut between the two would otherwise leave an
+      //    image that must not be opened).
       if (Status s = log_writer->Append(pages, flushed_size, last_size); !s.ok()) return fail(s);
+      if (Status s = file->Flush(); !s.ok()) return fail(s);
       {
         std::lock_guard lock(meta_mu_);
         if (!log_guid_active) {
@@ -174,10 +177,6 @@ Status Image::Impl::CommitMetadata() {
             return s;
           }
           log_guid_active = true;
-        } else if (Status s = file->Flush(); !s.ok()) {
-          failed_status = s;
-          failed.store(true);
-          return s;
         }
       }
       // 4. Apply to the final locations (made durable by the next flush).

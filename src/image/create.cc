@@ -1,6 +1,7 @@
 // Creating fixed, dynamic and differencing images. The layout follows what
 // Windows writes: log at 1 MiB, metadata region after it, then the BAT, then
 // payload blocks (docs/format.md "File layout").
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +50,17 @@ std::string ToWindowsPath(std::string p) {
   return p;
 }
 
+// absolute_win32_path must be "\\?\" and a drive letter or UNC share, which a
+// POSIX path only has when it lies on a Windows drive mounted the WSL way
+// (/mnt/c/... -> \\?\C:\...). Empty when it cannot be known.
+std::string Win32AbsolutePath(const std::filesystem::path& abs) {
+  std::string p = abs.lexically_normal().generic_string();
+  if (p.size() < 8 || p.compare(0, 5, "/mnt/") != 0 || p[6] != '/') return {};
+  char drive = p[5];
+  if (drive < 'a' || drive > 'z') return {};
+  return "\\\\?\\" + std::string(1, static_cast<char>(drive - 'a' + 'A')) + ":" + ToWindowsPath(p.substr(6));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Image>> Image::Create(std::unique_ptr<File> file, const CreateOptions& in) {
@@ -82,8 +94,10 @@ Result<std::unique_ptr<Image>> Image::Create(std::unique_ptr<File> file, const C
     std::filesystem::path rel = std::filesystem::relative(parent_abs, child_dir, ec);
     if (ec || rel.empty()) rel = parent_abs.filename();
     std::string rel_text = rel.generic_string();
-    if (rel_text.rfind("..", 0) != 0) rel_text = "./" + rel_text;
+    if (rel_text.rfind("../", 0) != 0) rel_text = "./" + rel_text;  // as Windows: .\parent.vhdx
     locator.Set("relative_path", ToWindowsPath(rel_text));
+    // volume_path (\\?\Volume{GUID}\...) cannot be known on a POSIX host.
+    if (std::string win = Win32AbsolutePath(parent_abs); !win.empty()) locator.Set("absolute_win32_path", win);
     if (Status s = (*parent)->Close(); !s.ok()) return s;
   }
   if (o.block_size == 0) o.block_size = kDefaultBlockSize;
@@ -194,6 +208,24 @@ Result<std::unique_ptr<Image>> Image::Create(std::unique_ptr<File> file, const C
 }
 
 Result<std::unique_ptr<Image>> Image::Create(const std::string& path, const CreateOptions& options) {
+  if (!options.parent_path.empty()) {
+    // Check the parent chain before the target is touched: replacing a file
+    // must not destroy it when the parent cannot be opened, nor when the
+    // target is the parent itself or one of its ancestors.
+    auto parent = Image::Open(options.parent_path, OpenOptions{});
+    if (!parent.ok()) return parent.status().WithContext("opening parent " + options.parent_path);
+    struct stat target;
+    if (::stat(path.c_str(), &target) == 0) {
+      for (const ChainLinkInfo& link : (*parent)->Info().chain) {
+        struct stat st;
+        if (::stat(link.path.c_str(), &st) == 0 && st.st_dev == target.st_dev && st.st_ino == target.st_ino) {
+          return Status::InvalidArgument(path + " is " + link.path +
+                                         ", part of the parent chain of the new image; refusing to replace it");
+        }
+      }
+    }
+    if (Status s = (*parent)->Close(); !s.ok()) return s;
+  }
   auto file = OpenPosixFile(path, options.overwrite ? FileMode::kCreateTruncate : FileMode::kCreateExclusive);
   if (!file.ok()) {
     if (file.status().code() == ErrorCode::kAlreadyExists) {

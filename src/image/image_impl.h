@@ -184,6 +184,15 @@ struct Image::Impl {
                             bool is_required);
   std::optional<Guid> next_data_write_guid;
 
+  // Resize and compaction (resize.cc, compact.cc); callers hold every
+  // stripe lock exclusively.
+  Status ResizeLocked(uint64_t new_size, const ResizeOptions& options);
+  Result<CompactResult> CompactLocked();
+  // Writes `data` over the BAT region at its new home and switches to it.
+  Status RelocateBat(uint64_t new_length);
+  // Locks every stripe exclusively (blocks all data I/O).
+  std::vector<std::unique_lock<std::shared_mutex>> LockAllStripes();
+
   // Found by Load in collect-all mode, fixed by Repair (check.cc).
   std::vector<uint64_t> invalid_bat_entries;
   bool region_tables_need_rewrite = false;

@@ -109,11 +109,15 @@ Status Image::Impl::WriteBlockRange(uint64_t block, uint64_t in_block, std::span
   const uint64_t voff = block * geo.block_size + in_block;
   const uint64_t chunk = voff / lss / format::kSectorsPerChunk;
   const uint64_t first_bit = voff / lss % format::kSectorsPerChunk;
+  // The block's part inside the virtual disk (the last block may be short).
+  const uint64_t block_start = block * uint64_t{geo.block_size};
+  const uint64_t block_used = std::min<uint64_t>(geo.block_size, geo.virtual_size - block_start);
+  const bool full = in_block == 0 && data.size() >= block_used;
   {
     std::shared_lock stripe(StripeFor(block));
     format::BatEntry e = LoadEntry(idx);
     if (e.state == format::kPayloadFullyPresent) return file->WriteAt(e.file_offset + in_block, data);
-    if (e.state == format::kPayloadPartiallyPresent) {
+    if (e.state == format::kPayloadPartiallyPresent && !full) {
       if (Status s = file->WriteAt(e.file_offset + in_block, data); !s.ok()) return s;
       // The bits are published after the data they describe is written.
       return SetSectorBits(chunk, first_bit, data.size() / lss, true);
@@ -124,12 +128,14 @@ Status Image::Impl::WriteBlockRange(uint64_t block, uint64_t in_block, std::span
   if (e.state == format::kPayloadFullyPresent) return file->WriteAt(e.file_offset + in_block, data);
   if (e.state == format::kPayloadPartiallyPresent) {
     if (Status s = file->WriteAt(e.file_offset + in_block, data); !s.ok()) return s;
+    if (full) {
+      // Every sector is now in this file: FULLY_PRESENT in place, and the
+      // sector bitmap is no longer consulted for the block.
+      SetBatEntry(idx, {format::kPayloadFullyPresent, e.file_offset});
+      return Status::OK();
+    }
     return SetSectorBits(chunk, first_bit, data.size() / lss, true);
   }
-  // The block's part inside the virtual disk (the last block may be short).
-  const uint64_t block_start = block * uint64_t{geo.block_size};
-  const uint64_t block_used = std::min<uint64_t>(geo.block_size, geo.virtual_size - block_start);
-  const bool full = in_block == 0 && data.size() >= block_used;
 
   if (is_differencing() && e.state == format::kPayloadNotPresent && !full) {
     // Partial write over the parent: PARTIALLY_PRESENT with the written

@@ -113,6 +113,10 @@ SparseBytes PowerCut(const CrashPoint& point, std::mt19937_64& rng, const CutOpt
 // who can look at them after the image closed the file.
 std::unique_ptr<File> NewSparseFile(std::shared_ptr<SparseBytes> bytes);
 
+// Forwards to a File owned elsewhere, so that an image can be closed and
+// reopened on the same CrashFile.
+std::unique_ptr<File> BorrowFile(File* file);
+
 class CrashFile final : public File {
  public:
   explicit CrashFile(SparseBytes initial = {});
@@ -127,6 +131,9 @@ class CrashFile final : public File {
   // Convenience hook: records the crash point of Flush number `n` into
   // `*out`, then lets the flush proceed (or fails it when `abort`).
   void StopAtFlush(uint64_t n, CrashPoint* out, bool abort);
+  // When false, PunchHole fails with kNotSupported (a host file system
+  // without hole punching), so freed space is not known to read as zero.
+  void SetPunchHoleSupported(bool supported);
 
   uint64_t flush_count() const;
   SparseBytes Current() const;
@@ -156,6 +163,7 @@ class CrashFile final : public File {
   uint64_t flushes_ = 0;                                   // guarded by mu_
   FlushHook hook_;
   std::function<uint64_t()> clock_;
+  bool punch_hole_ = true;
 };
 
 }  // namespace vhdx::test

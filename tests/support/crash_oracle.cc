@@ -1,0 +1,175 @@
+#include "support/crash_oracle.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "image/image_impl.h"
+#include "util/coding.h"
+
+namespace vhdx::test {
+
+namespace {
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+void Oracle::Fill(uint64_t id, uint64_t unit, uint8_t* out) {
+  StoreLE64(out, id);
+  StoreLE64(out + 8, unit);
+  const uint64_t seed = Mix(id * 0x100000001b3ull ^ unit);
+  for (uint64_t i = 2; i < kUnit / 8; ++i) StoreLE64(out + i * 8, Mix(seed + i));
+}
+
+uint64_t Oracle::Decode(uint64_t unit, const uint8_t* bytes) {
+  static const uint8_t kZeros[kUnit] = {};
+  const uint64_t id = LoadLE64(bytes);
+  if (id == 0) return std::memcmp(bytes, kZeros, kUnit) == 0 ? 0 : kNever;
+  if (id == kNever) return kNever;
+  if (LoadLE64(bytes + 8) != unit) return kNever;
+  // Tearing happens at 512-byte granularity, so a unit is either all one
+  // write or all another; spot-check the pattern (first, middle, last words
+  // catch shifted or misplaced data) rather than regenerating all of it.
+  const uint64_t seed = Mix(id * 0x100000001b3ull ^ unit);
+  for (uint64_t i : {uint64_t{2}, uint64_t{kUnit / 16}, uint64_t{kUnit / 8 - 1}}) {
+    if (LoadLE64(bytes + i * 8) != Mix(seed + i)) return kNever;
+  }
+  return id;
+}
+
+uint64_t Oracle::BeginWrite(uint64_t offset, uint64_t length, bool zero, bool fua, std::span<uint8_t> buf) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = ops_.size() + 1;
+  Op op;
+  op.start = Tick();
+  op.zero = zero;
+  op.fua = fua;
+  ops_.push_back(op);
+  for (uint64_t u = offset / kUnit; u < (offset + length) / kUnit; ++u) {
+    history_[u].push_back(static_cast<uint32_t>(id - 1));
+    if (!zero && !buf.empty()) Fill(id, u, buf.data() + (u * kUnit - offset));
+  }
+  return id;
+}
+
+void Oracle::EndWrite(uint64_t id, bool ok) {
+  const uint64_t now = Tick();
+  std::lock_guard lock(mu_);
+  ops_[id - 1].end = ok ? now : kNever;
+}
+
+void Oracle::EndFlush(uint64_t begin, bool ok) {
+  const uint64_t now = Tick();
+  if (!ok) return;
+  std::lock_guard lock(mu_);
+  flushes_.emplace_back(begin, now);
+}
+
+uint64_t Oracle::write_count() const {
+  std::lock_guard lock(mu_);
+  return ops_.size();
+}
+
+// No lock: called only once the workload has stopped, from several
+// verifying threads at once.
+std::string Oracle::Verify(Image& image, uint64_t cut) const {
+  uint64_t durable_bound = 0;  // D
+  for (const auto& [start, end] : flushes_) {
+    if (end < cut) durable_bound = std::max(durable_bound, start);
+  }
+  std::set<uint64_t> blocks;
+  for (const auto& [unit, hist] : history_) blocks.insert(unit * kUnit / block_size_);
+
+  std::string errors;
+  int reported = 0;
+  auto report = [&](const std::string& msg) {
+    if (reported++ < 8) errors += msg + "\n";
+  };
+  std::vector<uint8_t> buf;
+  for (uint64_t block : blocks) {
+    const uint64_t start = block * uint64_t{block_size_};
+    const uint64_t len = std::min<uint64_t>(block_size_, virtual_size_ - start);
+    buf.resize(len);
+    if (Status s = image.Read(start, buf); !s.ok()) {
+      report("read of block " + std::to_string(block) + " failed: " + s.ToString());
+      continue;
+    }
+    for (uint64_t u = start / kUnit; u < (start + len) / kUnit; ++u) {
+      const uint8_t* bytes = buf.data() + (u * kUnit - start);
+      const uint64_t got = Decode(u, bytes);
+      auto it = history_.find(u);
+      if (it == history_.end()) {
+        if (got != 0) report("unit " + std::to_string(u) + " was never written but holds id " + std::to_string(got));
+        continue;
+      }
+      const std::vector<uint32_t>& hist = it->second;
+      // The durable write: the last one completed before D, or a FUA write
+      // completed before the cut.
+      ptrdiff_t d = -1;
+      for (size_t i = 0; i < hist.size(); ++i) {
+        const Op& op = ops_[hist[i]];
+        if (op.end != kNever && (op.end < durable_bound || (op.fua && op.end < cut))) d = static_cast<ptrdiff_t>(i);
+      }
+      auto value = [&](uint32_t idx) { return ops_[idx].zero ? uint64_t{0} : uint64_t{idx} + 1; };
+      bool ok = got == (d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+      for (size_t i = static_cast<size_t>(d + 1); i < hist.size() && !ok; ++i) {
+        ok = ops_[hist[i]].start < cut && value(hist[i]) == got;
+      }
+      if (!ok) {
+        std::vector<uint64_t> allowed;
+        allowed.push_back(d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+        for (size_t i = static_cast<size_t>(d + 1); i < hist.size(); ++i) {
+          if (ops_[hist[i]].start < cut) allowed.push_back(value(hist[i]));
+        }
+        std::string msg = "unit " + std::to_string(u) + " (virtual offset " + std::to_string(u * kUnit) + ") holds ";
+        msg += got == kNever ? std::string("garbage") : "id " + std::to_string(got);
+        msg += "; allowed:";
+        for (uint64_t a : allowed) msg += " " + std::to_string(a);
+        report(msg);
+      }
+    }
+  }
+  // Blocks never written must not be allocated.
+  auto map = image.Map(0, virtual_size_);
+  if (!map.ok()) {
+    report("map failed: " + map.status().ToString());
+  } else {
+    for (const Extent& e : *map) {
+      if (e.kind != Extent::Kind::kData) continue;
+      for (uint64_t b = e.offset / block_size_; b * uint64_t{block_size_} < e.offset + e.length; ++b) {
+        if (!blocks.count(b)) report("block " + std::to_string(b) + " was never written but is allocated");
+      }
+    }
+  }
+  if (reported > 8) errors += "... " + std::to_string(reported - 8) + " more\n";
+  return errors;
+}
+
+std::vector<std::string> CheckBytes(const SparseBytes& bytes, bool include_warnings, bool* log_dirty) {
+  Image::Impl impl;
+  impl.file = NewSparseFile(std::make_shared<SparseBytes>(bytes));
+  impl.read_only = true;
+  impl.stripes = std::make_unique<std::shared_mutex[]>(Image::Impl::kStripes);
+  Diagnostics diag(true);
+  OpenOptions opts;
+  opts.open_parents = false;
+  Status s = impl.Load(diag, opts);
+  impl.closed = true;
+  if (log_dirty) *log_dirty = impl.log_state != LogState::kClean;
+  std::vector<std::string> out;
+  for (const CheckProblem& p : diag.problems()) {
+    if (p.severity == CheckProblem::Severity::kError || include_warnings) {
+      out.push_back(p.structure + " @" + std::to_string(p.file_offset) + ": " + p.message);
+    }
+  }
+  if (!s.ok() && out.empty()) out.push_back("load failed: " + s.ToString());
+  return out;
+}
+
+}  // namespace vhdx::test
