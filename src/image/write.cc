@@ -17,10 +17,10 @@ constexpr uint64_t kPage = 4096;
 Result<FreeSpace::Extent> Image::Impl::AllocateSpace(uint64_t length) {
   std::lock_guard lock(alloc_mu_);
   if (auto e = free_space.Take(length)) return *e;
-  // Grow in large steps (1/8 of the file, 64 MiB to 1 GiB) so that a stream
+  // Grow in large steps (1/8 of the file, 16 MiB to 1 GiB) so that a stream
   // of allocations does not change the file size every time; the trailing
   // free space is given back on close.
-  uint64_t step = std::clamp<uint64_t>(file_end / 8, 64 * kMiB, 1 * kGiB);
+  uint64_t step = std::clamp<uint64_t>(file_end / 8, 16 * kMiB, 1 * kGiB);
   step = std::max(AlignUp(step, kMiB), length);
   // A host file system that is nearly full may still take the block alone.
   for (uint64_t grow : {step, length}) {
