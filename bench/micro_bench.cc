@@ -74,7 +74,7 @@ BENCHMARK(BM_Crc32cPortable)->Arg(4096)->Arg(1 << 20);
 // the table covers 1 Mi blocks and the offsets wrap into it.
 void BM_BatLookup(benchmark::State& state) {
   auto geo = format::Geometry::Compute(uint64_t{1} << 40, 1 << 20, 512, false);
-  if (!geo.ok()) return state.SkipWithError(geo.status().ToString().c_str());
+  if (!geo.ok()) { state.SkipWithError(geo.status().ToString().c_str()); return; }
   const uint64_t entries = geo->bat_entries;
   auto bat = std::make_unique<std::atomic<uint64_t>[]>(entries);
   for (uint64_t i = 0; i < entries; ++i) bat[i].store(((i + 8) << 20) | format::kPayloadFullyPresent);
@@ -164,7 +164,7 @@ void BM_ImageWriteAllocating(benchmark::State& state) {
       state.PauseTiming();
       image.reset();
       auto created = Image::Create(NewMemoryFile(), o);
-      if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+      if (!created.ok()) { state.SkipWithError(created.status().ToString().c_str()); return; }
       image = std::move(*created);
       block = 0;
       state.ResumeTiming();
@@ -196,7 +196,7 @@ class DiffFixture {
     o.block_size = 1 << 20;
     {
       auto p = Image::Create(parent, o);
-      if (!p.ok()) return state.SkipWithError(p.status().ToString().c_str());
+      if (!p.ok()) { state.SkipWithError(p.status().ToString().c_str()); return; }
       auto data = RandomBytes(kMiB, 8);
       for (uint64_t off = 0; off < o.virtual_size; off += kMiB) Check((*p)->Write(off, data), state);
       Check((*p)->Close(), state);
@@ -206,7 +206,7 @@ class DiffFixture {
     c.type = DiskType::kDifferencing;
     {
       auto ch = Image::Create(child, c);
-      if (!ch.ok()) return state.SkipWithError(ch.status().ToString().c_str());
+      if (!ch.ok()) { state.SkipWithError(ch.status().ToString().c_str()); return; }
       const uint64_t piece = run == 0 ? kMiB - 512 : run * 512;  // run 0: all but the last sector
       auto data = RandomBytes(piece, 9);
       for (uint64_t off = 0; off < o.virtual_size; off += (run == 0 ? kMiB : 2 * piece)) {
@@ -221,7 +221,7 @@ class DiffFixture {
     }
     OpenOptions oo;
     auto img = Image::Open(child, oo);
-    if (!img.ok()) return state.SkipWithError(img.status().ToString().c_str());
+    if (!img.ok()) { state.SkipWithError(img.status().ToString().c_str()); return; }
     image = std::move(*img);
   }
   ~DiffFixture() {
@@ -285,15 +285,15 @@ void BM_OpenImage(benchmark::State& state) {
   o.virtual_size = uint64_t{4} << 40;
   o.block_size = 1 << 20;
   char tmpl[] = "/tmp/vhdx-micro-XXXXXX";
-  if (!mkdtemp(tmpl)) return state.SkipWithError("mkdtemp failed");
+  if (!mkdtemp(tmpl)) { state.SkipWithError("mkdtemp failed"); return; }
   const std::string dir = tmpl, path = dir + "/huge.vhdx";
   std::vector<uint8_t> bytes;
   {
     auto image = Image::Create(path, o);
-    if (!image.ok()) return state.SkipWithError(image.status().ToString().c_str());
+    if (!image.ok()) { state.SkipWithError(image.status().ToString().c_str()); return; }
     Check((*image)->Close(), state);
     auto file = OpenPosixFile(path, FileMode::kReadOnly);
-    if (!file.ok()) return state.SkipWithError(file.status().ToString().c_str());
+    if (!file.ok()) { state.SkipWithError(file.status().ToString().c_str()); return; }
     bytes.resize(*(*file)->Size());
     Check((*file)->ReadAt(0, bytes), state);
   }

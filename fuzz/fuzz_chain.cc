@@ -112,6 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   OpenOptions opts;
   opts.ignore_parent_linkage = (in.flags & 0x10) != 0;
   auto image = Image::Open(dir.path + "/child.vhdx", opts);
+  if (getenv("FUZZ_VERBOSE")) std::fprintf(stderr, "open: %s\n", image.ok() ? "OK" : image.status().ToString().c_str());
   if (!image.ok()) {
     FUZZ_CHECK(!image.status().message().empty());
     return 0;

@@ -8,6 +8,8 @@
 // exactly what it was asked; an image we opened read-write and closed
 // cleanly opens again; at most 1 GiB is written per input.
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "fuzz_util.h"
@@ -27,6 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ro.open_parents = false;
   {
     auto image = Image::Open(std::make_unique<BorrowedFile>(in.file.get()), ro);
+    if (getenv("FUZZ_VERBOSE")) std::fprintf(stderr, "open: %s\n", image.ok() ? "OK" : image.status().ToString().c_str());
     if (image.ok()) {
       ExerciseImage(**image, 256);
       FUZZ_CHECK((*image)->Close().ok());

@@ -209,7 +209,7 @@ void FixChecksums(SparseFile* file, uint8_t flags) {
     std::vector<uint8_t> raw = file->Peek(off, n);
     if (std::memcmp(raw.data(), sig, 4) != 0) return;
     StoreLE32(raw.data() + 4, crc32c::ValueWithZeroedField(raw.data(), raw.size(), 4));
-    file->Poke(off, std::span<const uint8_t>(raw.data() + 4, 4));
+    file->Poke(off + 4, std::span<const uint8_t>(raw.data() + 4, 4));
   };
   if (flags & kFixHeaderChecksums) {
     fix(format::kHeader1Offset, format::kHeaderSize, "head");
@@ -334,17 +334,17 @@ std::unique_ptr<SparseFile> BuildImage(uint64_t virtual_size, uint32_t block_siz
 DirtyImage BuildDirtyImage() {
   SparseFile file(0, true);
   CreateOptions opts;
-  opts.virtual_size = 8 << 20;
+  opts.virtual_size = 4 << 20;
   opts.block_size = 1 << 20;
   auto image = Image::Create(std::make_unique<BorrowedFile>(&file), opts);
   FUZZ_CHECK_MSG(image.ok(), image.status().ToString());
-  std::vector<uint8_t> buf(64 << 10);
+  std::vector<uint8_t> buf(16 << 10);
   for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 7 + 1);
   FUZZ_CHECK((*image)->Write(0, buf).ok());
-  FUZZ_CHECK((*image)->Write(3 << 20, buf).ok());
-  FUZZ_CHECK((*image)->WriteZeroes(5 << 20, 1 << 20).ok());
+  FUZZ_CHECK((*image)->Write(1 << 20, buf).ok());
+  FUZZ_CHECK((*image)->WriteZeroes(2 << 20, 1 << 20).ok());
   FUZZ_CHECK((*image)->Flush().ok());
-  FUZZ_CHECK((*image)->Write(7 << 20, buf).ok());
+  FUZZ_CHECK((*image)->Write((3 << 20) + 8192, buf).ok());
   FUZZ_CHECK((*image)->Flush().ok());
   DirtyImage d;
   d.file = file.Clone(false);
@@ -362,6 +362,24 @@ DirtyImage BuildDirtyImage() {
     }
   }
   FUZZ_CHECK(d.log_length != 0);
+  // Replace the random session LogGuid with a fixed one in both headers and
+  // every entry, so that inputs saved by one fuzzing process (corpora,
+  // regression files) still match the log in the next.
+  const Guid fixed = Guid::Parse("{f022f022-0000-4000-8000-000000000001}").value();
+  for (uint64_t off : {format::kHeader1Offset, format::kHeader2Offset}) {
+    auto h = format::Header::Decode(d.file->Peek(off, 4096), off);
+    if (!h.ok() || h->log_guid.IsZero()) continue;
+    h->log_guid = fixed;
+    std::vector<uint8_t> raw(4096);
+    h->EncodeTo(raw);
+    d.file->Poke(off, raw);
+  }
+  std::vector<uint8_t> ring = d.file->Peek(d.log_offset, d.log_length);
+  for (uint32_t at = 0; at < d.log_length; at += 4096) {
+    if (std::memcmp(ring.data() + at, "loge", 4) == 0) fixed.ToBytes(std::span<uint8_t, 16>(ring.data() + at + 32, 16));
+  }
+  d.file->Poke(d.log_offset, ring);
+  FixChecksums(d.file.get(), kFixLogChecksums);
   return d;
 }
 

@@ -19,7 +19,7 @@ if command -v qemu-img >/dev/null; then
   qemu-img create -q -f vhdx -o subformat=fixed,block_size=1M "$tmp/qemu-fixed.vhdx" 4M
   qemu-img create -q -f vhdx -o block_size=1M,log_size=1M "$tmp/qemu-1m.vhdx" 64M
   if command -v qemu-io >/dev/null; then
-    qemu-io -q -f vhdx -c "write -P 0xa5 0 64k" -c "write -P 0x5a 3M 4k" "$tmp/qemu-1m.vhdx" >/dev/null || true
+    qemu-io -f vhdx -c "write -P 0xa5 0 64k" -c "write -P 0x5a 3M 4k" "$tmp/qemu-1m.vhdx" >/dev/null || true
   fi
   images+=("$tmp"/qemu-*.vhdx)
 fi

@@ -21,6 +21,14 @@ using FileId = std::pair<uint64_t, uint64_t>;  // (st_dev, st_ino)
 // reported at once however long it is. Set by the outermost OpenParent.
 thread_local std::set<FileId>* t_chain_files = nullptr;
 
+// Bounds on what a hostile chain can make us do (docs/fuzzing.md). A
+// candidate that opens but is not the linked parent is skipped, so stale
+// paths arranged as a tree could otherwise cost exponentially many opens;
+// the count covers every image opened for one outermost open.
+constexpr size_t kMaxChainDepth = 64;
+constexpr int kMaxChainOpens = 256;
+thread_local int t_chain_opens = 0;
+
 std::optional<FileId> IdentifyFile(const std::string& path) {
   struct stat st;
   if (path.empty() || ::stat(path.c_str(), &st) != 0) return std::nullopt;
@@ -63,7 +71,10 @@ std::vector<std::string> Candidates(const format::ParentLocator& loc, const std:
 Status Image::Impl::OpenParent(const OpenOptions& options) {
   std::set<FileId> local;
   const bool outermost = t_chain_files == nullptr;
-  if (outermost) t_chain_files = &local;
+  if (outermost) {
+    t_chain_files = &local;
+    t_chain_opens = 0;
+  }
   struct Reset {
     bool active;
     ~Reset() {
@@ -116,6 +127,14 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
     if (t_chain_files->count(*id)) {
       return Status::Corruption("differencing chain has a cycle: " + candidate + " (parent of " + path +
                                 ") is already part of the chain");
+    }
+    if (t_chain_files->size() >= kMaxChainDepth) {
+      return Status::NotSupported("differencing chain of " + path + " is deeper than " +
+                                  std::to_string(kMaxChainDepth) + " images");
+    }
+    if (++t_chain_opens > kMaxChainOpens) {
+      return Status::Corruption("finding the parents of " + path + " opened more than " +
+                                std::to_string(kMaxChainOpens) + " images (parent locators lead to too many candidates)");
     }
     OpenOptions popts;
     popts.read_only = true;

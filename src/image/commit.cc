@@ -22,7 +22,7 @@ constexpr size_t kCommitThreshold = 128;
 void Image::Impl::Fail(const Status& s) {
   std::lock_guard lock(meta_mu_);
   if (!failed.load()) {
-    failed_status = s.WithContext("image failed during a metadata update; reopen to recover");
+    failed_status = s.WithContext("image failed during an update; reopen to recover");
     failed.store(true, std::memory_order_release);
   }
 }
@@ -133,11 +133,15 @@ Status Image::Impl::CommitMetadata() {
     return s;
   };
 
-  // 2. Data (and every earlier apply) durable before the log entry.
+  // 2. Data (and every earlier apply) durable before the log entry. The
+  //    size is read before the flush: a concurrent allocation may grow the
+  //    file after it, and FlushedFileOffset must never exceed a size that
+  //    is durable when the entry is (else replay refuses the file as
+  //    truncated).
+  auto size = file->Size();
+  if (!size.ok()) return fail(size.status());
   if (Status s = file->Flush(); !s.ok()) return fail(s);
   if (!buffers.empty()) {
-    auto size = file->Size();
-    if (!size.ok()) return fail(size.status());
     const uint64_t flushed_size = *size / kMiB * kMiB;
     uint64_t last_size;
     {
@@ -187,7 +191,13 @@ Status Image::Impl::CommitMetadata() {
       }
     }
   }
-  // 5. The changes are durable in the log: space they freed may be reused.
+  // 5. The changes are durable in the log: space they freed may be reused,
+  //    and what was not punched yet (space that had to keep its data until
+  //    now, e.g. a differencing block trimmed back to its parent) is given
+  //    back to the host file system, so it also comes back known-zero.
+  for (auto& f : frees) {
+    if (!f.known_zero) f.known_zero = file->PunchHole(f.offset, f.length).ok();
+  }
   if (!frees.empty()) {
     std::lock_guard lock(alloc_mu_);
     for (const auto& f : frees) free_space.Add(f.offset, f.length, f.known_zero);
@@ -227,6 +237,9 @@ Status Image::Impl::CloseClean() {
   {
     std::lock_guard lock(meta_mu_);
     if (log_guid_active) {
+      // Invariant 8: the last commit's applies are durable before the
+      // header stops naming the log that can redo them.
+      if (Status s = file->Flush(); !s.ok()) return s;
       // Everything is applied and flushed: the log is no longer needed.
       format::Header next = header;
       next.log_guid = Guid();

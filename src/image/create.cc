@@ -17,6 +17,7 @@ namespace vhdx {
 namespace {
 
 constexpr uint32_t kDefaultBlockSize = 32 << 20;
+constexpr uint64_t kPage = 4096;
 
 Status ValidateCreateOptions(const CreateOptions& o, bool differencing) {
   if (!differencing) {
@@ -177,8 +178,16 @@ Result<std::unique_ptr<Image>> Image::Create(std::unique_ptr<File> file, const C
   for (uint64_t off : {format::kRegionTable1Offset, format::kRegionTable2Offset}) {
     if (Status s = f->WriteAt(off, rt); !s.ok()) return s;
   }
-  if (Status s = f->WriteAt(metadata_offset, meta); !s.ok()) return s;
-  if (Status s = f->WriteAt(bat_offset, bat); !s.ok()) return s;
+  // The file was just extended with Truncate, so both regions already read
+  // as zeros: only their non-zero prefixes are written, and the rest stays a
+  // hole in a sparse host file (a 4 TiB image with 1 MiB blocks would
+  // otherwise write a 32 MiB BAT of zeros).
+  const uint64_t meta_used = AlignUp(uint64_t{item_off}, kPage);
+  if (Status s = f->WriteAt(metadata_offset, std::span<const uint8_t>(meta.data(), meta_used)); !s.ok()) return s;
+  if (fixed) {
+    const uint64_t bat_used = AlignUp(geo->bat_entries * 8, kPage);
+    if (Status s = f->WriteAt(bat_offset, std::span<const uint8_t>(bat.data(), bat_used)); !s.ok()) return s;
+  }
   format::Header h;
   h.sequence_number = 1;
   h.file_write_guid = Guid::Random();

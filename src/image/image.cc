@@ -86,6 +86,16 @@ Status CheckRange(const Image::Impl& impl, uint64_t offset, uint64_t length, con
   return Status::OK();
 }
 
+// Invariant 7 (sticky error): a mutating call that fails part-way may leave
+// the file and the in-memory state disagreeing (a short data write, a zero
+// fill or a sector bitmap change half done), so the image refuses
+// everything until it is reopened and its log replayed. The caller gets the
+// original error.
+Status Sticky(Image::Impl& impl, Status s) {
+  if (!s.ok()) impl.Fail(s);
+  return s;
+}
+
 // Calls fn(block, in_block, pos, n) for each block-sized piece of a range.
 template <typename Fn>
 Status ForEachBlock(uint64_t block_size, uint64_t offset, uint64_t length, Fn&& fn) {
@@ -122,7 +132,7 @@ Status Image::Write(uint64_t offset, std::span<const uint8_t> data, const WriteO
                           [&](uint64_t block, uint64_t in_block, uint64_t pos, uint64_t n) {
                             return impl_->WriteBlockRange(block, in_block, data.subspan(pos, n));
                           });
-  if (!s.ok()) return s;
+  if (!s.ok()) return Sticky(*impl_, s);
   if (Status c = impl_->MaybeCommit(); !c.ok()) return c;
   return options.fua ? impl_->FlushAll() : Status::OK();
 }
@@ -137,7 +147,7 @@ Status Image::WriteZeroes(uint64_t offset, uint64_t length, const WriteOptions& 
                           [&](uint64_t block, uint64_t in_block, uint64_t, uint64_t n) {
                             return impl_->ZeroBlockRange(block, in_block, n);
                           });
-  if (!s.ok()) return s;
+  if (!s.ok()) return Sticky(*impl_, s);
   if (Status c = impl_->MaybeCommit(); !c.ok()) return c;
   return options.fua ? impl_->FlushAll() : Status::OK();
 }
@@ -152,7 +162,7 @@ Status Image::Trim(uint64_t offset, uint64_t length, TrimMode mode) {
                           [&](uint64_t block, uint64_t in_block, uint64_t, uint64_t n) {
                             return impl_->TrimBlockRange(block, in_block, n, mode);
                           });
-  if (!s.ok()) return s;
+  if (!s.ok()) return Sticky(*impl_, s);
   return impl_->MaybeCommit();
 }
 

@@ -2,12 +2,16 @@
 // the lock order.
 //
 // Lock order (acquire in this order, never the reverse):
-//   1. flush_mu_   (flush group leader election; held only briefly)
-//   2. commit_mu_  (one metadata commit at a time; held across the log I/O)
-//   3. block stripe locks (per payload block; shared for data I/O,
-//      exclusive for state changes)
-//   4. alloc_mu_   (free space and pending frees; short)
-//   5. meta_mu_    (dirty metadata pages, header state, sticky error; short)
+//   1. flush_mu_   (flush group leader election; held only briefly and
+//      released before the leader commits)
+//   2. block stripe locks (per payload block; shared for data I/O,
+//      exclusive for state changes; Resize and Compact take all of them,
+//      in index order, and then commit)
+//   3. sb_alloc_mu_ (sector bitmap block allocation, under a stripe lock)
+//   4. commit_mu_  (one metadata commit at a time; held across the log I/O;
+//      nothing holding it takes a stripe lock)
+//   5. alloc_mu_   (free space and pending frees; short)
+//   6. meta_mu_    (dirty metadata pages, header state, sticky error; short)
 #ifndef VHDX_SRC_IMAGE_IMAGE_IMPL_H_
 #define VHDX_SRC_IMAGE_IMAGE_IMPL_H_
 

@@ -34,7 +34,9 @@ Result<FreeSpace::Extent> Image::Impl::AllocateSpace(uint64_t length) {
       file_end = new_end;
       return *free_space.Take(length);
     }
-    if (grow == length) return s;
+    // Only a full file system is worth a smaller try; any other error is
+    // reported as it is.
+    if (grow == length || s.code() != ErrorCode::kNoSpace) return s;
   }
   return Status::NoSpace("cannot grow the image file");
 }
@@ -273,7 +275,10 @@ Status Image::Impl::TrimBlockRange(uint64_t block, uint64_t in_block, uint64_t l
     if (e.file_offset != 0 && e.state != format::kPayloadZero && e.state != format::kPayloadNotPresent) {
       freed = {e.file_offset, geo.block_size, false};
     }
-    if (freed.length) freed.known_zero = file->PunchHole(freed.offset, freed.length).ok();
+    // No hole is punched here: until the NOT_PRESENT entry is durable, a
+    // crash leaves the old entry, and it must still find the old data (a
+    // hole would read as zeros, neither the old data nor the parent's).
+    // The space is reused (zero-filled as needed) once the change is durable.
     SetBatEntry(idx, {format::kPayloadNotPresent, 0}, freed);
     return Status::OK();
   }

@@ -23,9 +23,12 @@ class LogWriter {
 
   LogWriter(File* file, uint64_t log_offset, uint32_t log_length, Guid log_guid);
 
-  // The most pages one entry can carry while leaving a free sector in the
-  // ring ([MS-VHDX] writers never fill the ring completely).
+  // The most pages one entry can carry: an entry takes at most
+  // MaxEntrySectors(), so that an entry and the one before it always fit in
+  // the ring with a free sector to spare ([MS-VHDX] writers never fill the
+  // ring completely) and a new entry never overwrites its predecessor.
   size_t MaxPagesPerEntry() const;
+  uint64_t MaxEntrySectors() const;
 
   // Writes one entry at the head of the ring, wrapping around its end. The
   // entry's Tail is itself: the caller guarantees that every earlier entry

@@ -176,8 +176,18 @@ def check_chain(tmp, lss, block_size, depth, seed):
         if f.get_media_size() != 24 * MiB:
             sys.exit(f"FAIL: libvhdi: {chain.paths[i]}: media size {f.get_media_size()}")
         if i > 0:
+            # parent_linkage as libvhdi reads it is the parent's identity.
+            want_id = files[i - 1].get_identifier()
+            if (f.get_parent_identifier() or "").lower() != (want_id or "").lower():
+                sys.exit(f"FAIL: libvhdi: parent identifier of {chain.paths[i]} is "
+                         f"{f.get_parent_identifier()}, the parent's identifier {want_id}")
+            # libvhdi 20210425 takes the parent file name only from
+            # absolute_win32_path or volume_path, never from relative_path; on
+            # a POSIX host we can know neither (see src/image/create.cc), so
+            # there is none, or it must name the parent.
             parent_name = f.get_parent_filename()
-            if not parent_name or os.path.basename(chain.paths[i - 1]) not in parent_name.replace("\\", "/"):
+            if parent_name is not None and not parent_name.replace("\\", "/").endswith(
+                    "/" + os.path.basename(chain.paths[i - 1])):
                 sys.exit(f"FAIL: libvhdi: parent filename of {chain.paths[i]} is {parent_name!r}")
     for f in reversed(files):
         f.close()

@@ -7,22 +7,25 @@ namespace vhdx::test {
 
 // ---- SparseBytes ------------------------------------------------------------
 
-void SparseBytes::Read(uint64_t offset, std::span<uint8_t> out) const {
-  std::memset(out.data(), 0, out.size());
-  const uint64_t end = std::min<uint64_t>(offset + out.size(), size_);
-  if (offset >= end) return;
-  for (auto it = pages_.lower_bound(offset / kPage); it != pages_.end(); ++it) {
-    const uint64_t page_start = it->first * kPage;
-    if (page_start >= end) break;
-    const uint64_t lo = std::max(offset, page_start);
-    const uint64_t hi = std::min(end, page_start + kPage);
-    if (lo >= hi) continue;
-    std::memcpy(out.data() + (lo - offset), it->second->data() + (lo - page_start), hi - lo);
+const SparseBytes::Page* SparseBytes::Find(uint64_t index) const {
+  const uint64_t c = index / kPagesPerChunk;
+  if (c >= chunks_.size() || !chunks_[c]) return nullptr;
+  return chunks_[c]->pages[index % kPagesPerChunk].get();
+}
+
+SparseBytes::Chunk& SparseBytes::MutableChunk(uint64_t c) {
+  if (c >= chunks_.size()) chunks_.resize(c + 1);
+  std::shared_ptr<Chunk>& p = chunks_[c];
+  if (!p) {
+    p = std::make_shared<Chunk>();
+  } else if (p.use_count() > 1) {
+    p = std::make_shared<Chunk>(*p);
   }
+  return *p;
 }
 
 SparseBytes::Page& SparseBytes::Mutable(uint64_t index) {
-  std::shared_ptr<Page>& p = pages_[index];
+  std::shared_ptr<Page>& p = MutableChunk(index / kPagesPerChunk).pages[index % kPagesPerChunk];
   if (!p) {
     p = std::make_shared<Page>();
     p->fill(0);
@@ -30,6 +33,31 @@ SparseBytes::Page& SparseBytes::Mutable(uint64_t index) {
     p = std::make_shared<Page>(*p);
   }
   return *p;
+}
+
+void SparseBytes::Erase(uint64_t index) {
+  if (!Find(index)) return;
+  MutableChunk(index / kPagesPerChunk).pages[index % kPagesPerChunk].reset();
+}
+
+void SparseBytes::Read(uint64_t offset, std::span<uint8_t> out) const {
+  const uint64_t end = std::min<uint64_t>(offset + out.size(), size_);
+  if (end < offset + out.size()) {
+    const uint64_t from = std::max(offset, end);
+    std::memset(out.data() + (from - offset), 0, offset + out.size() - from);
+  }
+  uint64_t pos = offset;
+  while (pos < end) {
+    const uint64_t index = pos / kPage;
+    const uint64_t in_page = pos % kPage;
+    const uint64_t n = std::min(kPage - in_page, end - pos);
+    if (const Page* p = Find(index)) {
+      std::memcpy(out.data() + (pos - offset), p->data() + in_page, n);
+    } else {
+      std::memset(out.data() + (pos - offset), 0, n);
+    }
+    pos += n;
+  }
 }
 
 void SparseBytes::Write(uint64_t offset, std::span<const uint8_t> data) {
@@ -42,7 +70,7 @@ void SparseBytes::Write(uint64_t offset, std::span<const uint8_t> data) {
     const uint64_t n = std::min(kPage - in_page, end - pos);
     const uint8_t* src = data.data() + (pos - offset);
     if (n == kPage && std::all_of(src, src + kPage, [](uint8_t b) { return b == 0; })) {
-      pages_.erase(index);  // keep zeros sparse
+      Erase(index);  // keep zeros sparse
     } else {
       std::memcpy(Mutable(index).data() + in_page, src, n);
     }
@@ -57,33 +85,27 @@ void SparseBytes::Zero(uint64_t offset, uint64_t length, bool extend) {
   } else {
     end = std::min(end, size_);
   }
-  if (offset >= end) return;
-  const uint64_t first_full = (offset + kPage - 1) / kPage;
-  const uint64_t last_full = end / kPage;  // exclusive
-  // Partial pages at either end.
-  auto zero_part = [&](uint64_t lo, uint64_t hi) {
-    if (lo >= hi) return;
-    auto it = pages_.find(lo / kPage);
-    if (it == pages_.end()) return;
-    std::memset(Mutable(lo / kPage).data() + lo % kPage, 0, hi - lo);
-  };
-  if (first_full >= last_full) {
-    // Within one page, or spanning two partial pages.
-    const uint64_t mid = std::min(end, (offset / kPage + 1) * kPage);
-    zero_part(offset, mid);
-    zero_part(mid, end);
-    return;
+  uint64_t pos = offset;
+  while (pos < end) {
+    const uint64_t index = pos / kPage;
+    const uint64_t in_page = pos % kPage;
+    const uint64_t n = std::min(kPage - in_page, end - pos);
+    if (n == kPage) {
+      Erase(index);
+    } else if (Find(index)) {
+      std::memset(Mutable(index).data() + in_page, 0, n);
+    }
+    pos += n;
   }
-  zero_part(offset, first_full * kPage);
-  zero_part(last_full * kPage, end);
-  pages_.erase(pages_.lower_bound(first_full), pages_.lower_bound(last_full));
 }
 
 void SparseBytes::Resize(uint64_t size) {
   if (size < size_) {
-    const uint64_t keep = (size + kPage - 1) / kPage;
-    pages_.erase(pages_.lower_bound(keep), pages_.end());
-    if (size % kPage != 0 && pages_.count(size / kPage)) {
+    const uint64_t keep_pages = (size + kPage - 1) / kPage;
+    const uint64_t keep_chunks = (keep_pages + kPagesPerChunk - 1) / kPagesPerChunk;
+    if (chunks_.size() > keep_chunks) chunks_.resize(keep_chunks);
+    for (uint64_t i = keep_pages; i < keep_chunks * kPagesPerChunk; ++i) Erase(i);
+    if (size % kPage != 0 && Find(size / kPage)) {
       Page& p = Mutable(size / kPage);
       std::memset(p.data() + size % kPage, 0, kPage - size % kPage);
     }
@@ -99,18 +121,13 @@ std::vector<uint8_t> SparseBytes::Flatten() const {
 
 bool SparseBytes::operator==(const SparseBytes& other) const {
   if (size_ != other.size_) return false;
-  // Compare page by page over the union of present pages.
   std::array<uint8_t, kPage> a{}, b{};
-  auto check = [&](uint64_t index) {
-    Read(index * kPage, a);
-    other.Read(index * kPage, b);
-    return a == b;
-  };
-  for (const auto& [index, page] : pages_) {
-    if (!check(index)) return false;
-  }
-  for (const auto& [index, page] : other.pages_) {
-    if (!check(index)) return false;
+  for (uint64_t pos = 0; pos < size_; pos += kPage) {
+    const uint64_t index = pos / kPage;
+    if (!Find(index) && !other.Find(index)) continue;
+    Read(pos, a);
+    other.Read(pos, b);
+    if (a != b) return false;
   }
   return true;
 }

@@ -42,7 +42,6 @@ class SparseBytes {
   static constexpr uint64_t kPage = 4096;
 
   uint64_t size() const { return size_; }
-  size_t page_count() const { return pages_.size(); }
   // Bytes at or beyond size() read as zero.
   void Read(uint64_t offset, std::span<uint8_t> out) const;
   // Extends the size to cover the range.
@@ -57,10 +56,20 @@ class SparseBytes {
 
  private:
   using Page = std::array<uint8_t, kPage>;
+  // Two levels, both copy-on-write, so that a copy costs one pointer per
+  // MiB of file rather than one per page.
+  static constexpr uint64_t kPagesPerChunk = 256;
+  struct Chunk {
+    std::array<std::shared_ptr<Page>, kPagesPerChunk> pages;
+  };
+  const Page* Find(uint64_t index) const;
+  // The chunk for writing, copied first when shared; created when absent.
+  Chunk& MutableChunk(uint64_t chunk);
   // The page for writing, copied first when shared; created when absent.
   Page& Mutable(uint64_t index);
+  void Erase(uint64_t index);
 
-  std::map<uint64_t, std::shared_ptr<Page>> pages_;
+  std::vector<std::shared_ptr<Chunk>> chunks_;  // null: all zero
   uint64_t size_ = 0;
 };
 

@@ -53,8 +53,20 @@ uint64_t Oracle::BeginWrite(uint64_t offset, uint64_t length, bool zero, bool fu
   ops_.push_back(op);
   for (uint64_t u = offset / kUnit; u < (offset + length) / kUnit; ++u) {
     history_[u].push_back(static_cast<uint32_t>(id - 1));
+    blocks_.insert(u * kUnit / block_size_);
     if (!zero && !buf.empty()) Fill(id, u, buf.data() + (u * kUnit - offset));
   }
+  return id;
+}
+
+uint64_t Oracle::BeginResize(uint64_t new_size) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = ops_.size() + 1;
+  Op op;
+  op.start = Tick();
+  op.zero = true;
+  ops_.push_back(op);
+  resizes_.emplace_back(static_cast<uint32_t>(id - 1), new_size);
   return id;
 }
 
@@ -78,65 +90,109 @@ uint64_t Oracle::write_count() const {
 
 // No lock: called only once the workload has stopped, from several
 // verifying threads at once.
-std::string Oracle::Verify(Image& image, uint64_t cut) const {
+std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const {
   uint64_t durable_bound = 0;  // D
   for (const auto& [start, end] : flushes_) {
     if (end < cut) durable_bound = std::max(durable_bound, start);
   }
-  std::set<uint64_t> blocks;
-  for (const auto& [unit, hist] : history_) blocks.insert(unit * kUnit / block_size_);
+  const std::set<uint64_t>& blocks = blocks_;
 
   std::string errors;
   int reported = 0;
   auto report = [&](const std::string& msg) {
     if (reported++ < 8) errors += msg + "\n";
   };
-  std::vector<uint8_t> buf;
-  for (uint64_t block : blocks) {
-    const uint64_t start = block * uint64_t{block_size_};
-    const uint64_t len = std::min<uint64_t>(block_size_, virtual_size_ - start);
-    buf.resize(len);
-    if (Status s = image.Read(start, buf); !s.ok()) {
-      report("read of block " + std::to_string(block) + " failed: " + s.ToString());
-      continue;
+  // Durable and possible sizes.
+  auto durable = [&](const Op& op) {
+    return op.end != kNever && (op.end < durable_bound || (op.fua && op.end < cut));
+  };
+  ptrdiff_t last_durable = -1;
+  for (size_t k = 0; k < resizes_.size(); ++k) {
+    if (durable(ops_[resizes_[k].first])) last_durable = static_cast<ptrdiff_t>(k);
+  }
+  std::vector<uint64_t> sizes = {last_durable < 0 ? virtual_size_ : resizes_[last_durable].second};
+  for (size_t k = static_cast<size_t>(last_durable + 1); k < resizes_.size(); ++k) {
+    if (ops_[resizes_[k].first].start < cut) sizes.push_back(resizes_[k].second);
+  }
+  const uint64_t image_size = image.virtual_size();
+  if (std::find(sizes.begin(), sizes.end(), image_size) == sizes.end()) {
+    std::string msg = "virtual size " + std::to_string(image_size) + "; allowed:";
+    for (uint64_t v : sizes) msg += " " + std::to_string(v);
+    report(msg);
+  }
+
+  std::vector<uint32_t> merged;
+  auto check_unit = [&](uint64_t u, const uint8_t* bytes) {
+    const uint64_t got = Decode(u, bytes);
+    auto it = history_.find(u);
+    if (it == history_.end()) {
+      if (got != 0) report("unit " + std::to_string(u) + " was never written but holds id " + std::to_string(got));
+      return;
     }
-    for (uint64_t u = start / kUnit; u < (start + len) / kUnit; ++u) {
-      const uint8_t* bytes = buf.data() + (u * kUnit - start);
-      const uint64_t got = Decode(u, bytes);
-      auto it = history_.find(u);
-      if (it == history_.end()) {
-        if (got != 0) report("unit " + std::to_string(u) + " was never written but holds id " + std::to_string(got));
+    const std::vector<uint32_t>* hist_ptr = &it->second;
+    // Shrinks that cut this unit off act as zero writes to it.
+    bool cut_off = false;
+    for (const auto& [idx, size] : resizes_) cut_off |= u * kUnit >= size;
+    if (cut_off) {
+      merged = it->second;
+      for (const auto& [idx, size] : resizes_) {
+        if (u * kUnit >= size) merged.push_back(idx);
+      }
+      std::sort(merged.begin(), merged.end(), [&](uint32_t a, uint32_t b) { return ops_[a].start < ops_[b].start; });
+      hist_ptr = &merged;
+    }
+    const std::vector<uint32_t>& hist = *hist_ptr;
+    // The durable write: the last one completed before D, or a FUA write
+    // completed before the cut.
+    ptrdiff_t d = -1;
+    for (size_t i = 0; i < hist.size(); ++i) {
+      const Op& op = ops_[hist[i]];
+      if (op.end != kNever && (op.end < durable_bound || (op.fua && op.end < cut))) d = static_cast<ptrdiff_t>(i);
+    }
+    auto value = [&](uint32_t idx) { return ops_[idx].zero ? uint64_t{0} : uint64_t{idx} + 1; };
+    bool ok = got == (d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+    for (size_t i = static_cast<size_t>(d + 1); i < hist.size() && !ok; ++i) {
+      ok = ops_[hist[i]].start < cut && value(hist[i]) == got;
+    }
+    if (ok) return;
+    std::vector<uint64_t> allowed;
+    allowed.push_back(d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+    for (size_t i = static_cast<size_t>(d + 1); i < hist.size(); ++i) {
+      if (ops_[hist[i]].start < cut) allowed.push_back(value(hist[i]));
+    }
+    std::string msg = "unit " + std::to_string(u) + " (virtual offset " + std::to_string(u * kUnit) + ") holds ";
+    msg += got == kNever ? std::string("garbage") : "id " + std::to_string(got);
+    msg += "; allowed:";
+    for (uint64_t a : allowed) msg += " " + std::to_string(a);
+    report(msg);
+  };
+
+  thread_local std::vector<uint8_t> buf;  // reused: blocks are MiBs
+  if (whole_blocks) {
+    for (uint64_t block : blocks) {
+      const uint64_t start = block * uint64_t{block_size_};
+      if (start >= image_size) continue;
+      const uint64_t len = std::min<uint64_t>(block_size_, image_size - start);
+      buf.resize(len);
+      if (Status s = image.Read(start, buf); !s.ok()) {
+        report("read of block " + std::to_string(block) + " failed: " + s.ToString());
         continue;
       }
-      const std::vector<uint32_t>& hist = it->second;
-      // The durable write: the last one completed before D, or a FUA write
-      // completed before the cut.
-      ptrdiff_t d = -1;
-      for (size_t i = 0; i < hist.size(); ++i) {
-        const Op& op = ops_[hist[i]];
-        if (op.end != kNever && (op.end < durable_bound || (op.fua && op.end < cut))) d = static_cast<ptrdiff_t>(i);
+      for (uint64_t u = start / kUnit; u < (start + len) / kUnit; ++u) check_unit(u, buf.data() + (u * kUnit - start));
+    }
+  } else {
+    buf.resize(kUnit);
+    for (const auto& [u, hist] : history_) {
+      if (u * kUnit >= image_size) continue;
+      if (Status s = image.Read(u * kUnit, buf); !s.ok()) {
+        report("read of unit " + std::to_string(u) + " failed: " + s.ToString());
+        continue;
       }
-      auto value = [&](uint32_t idx) { return ops_[idx].zero ? uint64_t{0} : uint64_t{idx} + 1; };
-      bool ok = got == (d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
-      for (size_t i = static_cast<size_t>(d + 1); i < hist.size() && !ok; ++i) {
-        ok = ops_[hist[i]].start < cut && value(hist[i]) == got;
-      }
-      if (!ok) {
-        std::vector<uint64_t> allowed;
-        allowed.push_back(d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
-        for (size_t i = static_cast<size_t>(d + 1); i < hist.size(); ++i) {
-          if (ops_[hist[i]].start < cut) allowed.push_back(value(hist[i]));
-        }
-        std::string msg = "unit " + std::to_string(u) + " (virtual offset " + std::to_string(u * kUnit) + ") holds ";
-        msg += got == kNever ? std::string("garbage") : "id " + std::to_string(got);
-        msg += "; allowed:";
-        for (uint64_t a : allowed) msg += " " + std::to_string(a);
-        report(msg);
-      }
+      check_unit(u, buf.data());
     }
   }
   // Blocks never written must not be allocated.
-  auto map = image.Map(0, virtual_size_);
+  auto map = image.Map(0, image_size);
   if (!map.ok()) {
     report("map failed: " + map.status().ToString());
   } else {
@@ -151,9 +207,9 @@ std::string Oracle::Verify(Image& image, uint64_t cut) const {
   return errors;
 }
 
-std::vector<std::string> CheckBytes(const SparseBytes& bytes, bool include_warnings, bool* log_dirty) {
+std::vector<std::string> CheckBytes(std::shared_ptr<SparseBytes> bytes, bool include_warnings, bool* log_dirty) {
   Image::Impl impl;
-  impl.file = NewSparseFile(std::make_shared<SparseBytes>(bytes));
+  impl.file = NewSparseFile(std::move(bytes));  // read-only load: a dirty log is replayed in memory
   impl.read_only = true;
   impl.stripes = std::make_unique<std::shared_mutex[]>(Image::Impl::kStripes);
   Diagnostics diag(true);

@@ -23,6 +23,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -49,6 +50,11 @@ class Oracle {
   uint64_t BeginWrite(uint64_t offset, uint64_t length, bool zero, bool fua, std::span<uint8_t> buf = {});
   // `ok` false: the write failed and is never required to be durable.
   void EndWrite(uint64_t id, bool ok);
+  // A virtual size change; end it with EndWrite. Shrinking acts as a
+  // write of zeros over everything past the new end (a later grow shows
+  // zeros there), and the image may hold the size of any resize the rules
+  // above allow.
+  uint64_t BeginResize(uint64_t new_size);
   // Image::Flush (or Close) brackets; only successful ones count.
   uint64_t BeginFlush() { return Tick(); }
   void EndFlush(uint64_t begin, bool ok);
@@ -56,7 +62,9 @@ class Oracle {
   // Compares the image's content with what a cut at `cut_clock` allows.
   // Returns an empty string when it matches, else a description. Call only
   // while no write is being recorded (it may run on several threads).
-  std::string Verify(Image& image, uint64_t cut_clock) const;
+  // `whole_blocks`: read every written block whole, so that the units never
+  // written in it are checked too (zero fill); else only written units.
+  std::string Verify(Image& image, uint64_t cut_clock, bool whole_blocks = true) const;
 
   uint64_t write_count() const;
 
@@ -78,13 +86,17 @@ class Oracle {
   mutable std::mutex mu_;
   std::vector<Op> ops_;  // index = id - 1
   std::unordered_map<uint64_t, std::vector<uint32_t>> history_;  // unit -> op indexes, in order
+  std::set<uint64_t> blocks_;                                     // blocks with a written unit
+  std::vector<std::pair<uint32_t, uint64_t>> resizes_;            // (op index, new size), in order
   std::vector<std::pair<uint64_t, uint64_t>> flushes_;         // (start, end) of successful flushes
 };
 
 // The consistency check `vhdx check` runs (collect-all load, in-memory log
 // replay), on in-memory bytes. Returns the problems found: errors, and
 // warnings too when `include_warnings`.
-std::vector<std::string> CheckBytes(const SparseBytes& bytes, bool include_warnings, bool* log_dirty = nullptr);
+// The bytes are only read.
+std::vector<std::string> CheckBytes(std::shared_ptr<SparseBytes> bytes, bool include_warnings,
+                                    bool* log_dirty = nullptr);
 
 }  // namespace vhdx::test
 

@@ -8,10 +8,13 @@
 //   random-writes PATH SEED COUNT MAXLEN EXPECTED_RAW [--zeroes] [--flush-every N] [--no-close]
 //       COUNT seeded random sector-aligned writes of 1..MAXLEN bytes, each
 //       applied to the image and to EXPECTED_RAW (created sparse with the
-//       disk's size when missing). With --zeroes, one op in six is a
-//       WriteZeroes (half of them block aligned). Ends with Close().
+//       disk's size when missing). With --zeroes, one op in eight is a
+//       WriteZeroes (half of them one whole block when the disk has >= 8).
+//       --hot OFF (repeatable): a third of the ops straddle one of these
+//       offsets (chunk boundaries of large disks, say). Ends with Close().
 //   to-raw PATH OUT          whole virtual disk to OUT (sparse where zero)
-//   compare PATH RAW         reads the whole disk, compares with RAW
+//   compare PATH RAW         compares the disk with RAW (skipping RAW's holes
+//                            where the image stores nothing)
 //   info PATH                key=value lines (sizes, geometry, headers, blocks)
 //   check PATH               CheckImage; prints problems; exit 1 unless clean
 //   write PATH OFFSET LEN BYTE   one write of LEN bytes of value BYTE
@@ -171,6 +174,7 @@ int CmdRandomWrites(int argc, char** argv) {
   const std::string raw_path = argv[4];
   bool zeroes = false, close = true;
   uint64_t flush_every = 0;
+  std::vector<uint64_t> hot;  // offsets that a third of the writes straddle
   for (int i = 5; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--zeroes") {
@@ -179,6 +183,8 @@ int CmdRandomWrites(int argc, char** argv) {
       close = false;
     } else if (a == "--flush-every" && i + 1 < argc) {
       flush_every = ParseSize(argv[++i]);
+    } else if (a == "--hot" && i + 1 < argc) {
+      hot.push_back(ParseSize(argv[++i]));
     } else {
       Usage(("unknown option " + a).c_str());
     }
@@ -200,13 +206,19 @@ int CmdRandomWrites(int argc, char** argv) {
     uint64_t len = (1 + rng() % (maxlen / lss)) * lss;
     len = std::min(len, size);
     uint64_t off = rng() % (sectors - len / lss + 1) * lss;
-    bool zero_op = zeroes && rng() % 6 == 0;
-    if (zero_op && rng() % 2 == 0) {
-      // Block-aligned: whole blocks become ZERO.
-      uint64_t blocks = (size + bs - 1) / bs;
-      uint64_t first = rng() % blocks;
-      off = first * bs;
-      len = std::min<uint64_t>((1 + rng() % 2) * bs, size - off);
+    if (!hot.empty() && rng() % 3 == 0) {
+      // Straddle (or touch) a hot offset, e.g. a chunk boundary.
+      uint64_t h = hot[rng() % hot.size()] / lss * lss;
+      uint64_t back = rng() % (len / lss) * lss;
+      off = std::min(h - std::min(h, back), size - len);
+    }
+    bool zero_op = zeroes && rng() % 8 == 0;
+    const uint64_t blocks = (size + bs - 1) / bs;
+    if (zero_op && blocks >= 8 && rng() % 2 == 0) {
+      // Block-aligned: one whole block becomes ZERO (only on disks with
+      // enough blocks that this does not wipe most of the written data).
+      off = rng() % blocks * bs;
+      len = std::min<uint64_t>(bs, size - off);
     }
     if (zero_op) {
       if (Status s = image->WriteZeroes(off, len); !s.ok()) {
@@ -260,6 +272,31 @@ int CmdToRaw(int argc, char** argv) {
   return 0;
 }
 
+// Compares [off, off+n) of the image with the raw file; prints and returns
+// false at the first difference.
+bool CompareRange(Image& image, RawFile& raw, uint64_t off, uint64_t n, bool raw_is_hole) {
+  static std::vector<uint8_t> a(kChunk), b(kChunk);
+  for (uint64_t pos = off; pos < off + n; pos += kChunk) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, off + n - pos));
+    if (Status s = image.Read(pos, std::span<uint8_t>(a.data(), len)); !s.ok()) Die("Read", s);
+    if (raw_is_hole) {
+      std::memset(b.data(), 0, len);
+    } else {
+      raw.PRead(pos, b.data(), len);
+    }
+    if (std::memcmp(a.data(), b.data(), len) != 0) {
+      size_t i = 0;
+      while (a[i] == b[i]) ++i;
+      std::printf("content differs at offset %" PRIu64 " (image 0x%02x, raw 0x%02x)\n", pos + i, a[i], b[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Walks the raw file's data extents (SEEK_DATA/SEEK_HOLE) and compares them;
+// inside the raw file's holes only the image's stored (kData) extents are
+// read and must be zero, so sparse multi-GiB disks compare quickly.
 int CmdCompare(int argc, char** argv) {
   if (argc != 2) Usage("compare PATH RAW");
   auto image = OpenImage(argv[0], true);
@@ -271,17 +308,28 @@ int CmdCompare(int argc, char** argv) {
     std::printf("size differs: image %" PRIu64 ", raw %" PRIu64 "\n", size, static_cast<uint64_t>(st.st_size));
     return 1;
   }
-  std::vector<uint8_t> a(kChunk), b(kChunk);
-  for (uint64_t off = 0; off < size; off += kChunk) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - off));
-    if (Status s = image->Read(off, std::span<uint8_t>(a.data(), n)); !s.ok()) Die("Read", s);
-    raw.PRead(off, b.data(), n);
-    if (std::memcmp(a.data(), b.data(), n) != 0) {
-      size_t i = 0;
-      while (a[i] == b[i]) ++i;
-      std::printf("content differs at offset %" PRIu64 " (image 0x%02x, raw 0x%02x)\n", off + i, a[i], b[i]);
-      return 1;
+  const uint64_t lss = image->logical_sector_size();
+  uint64_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(raw.fd, static_cast<off_t>(pos), SEEK_DATA);
+    uint64_t data_start = data < 0 ? size : static_cast<uint64_t>(data);
+    data_start = std::min(size, data_start / lss * lss);
+    if (data_start > pos) {
+      // A hole in the raw file: the image's stored parts there must be zero.
+      auto map = image->Map(pos, data_start - pos);
+      if (!map.ok()) Die("Map", map.status());
+      for (const vhdx::Extent& e : *map) {
+        if (e.kind == vhdx::Extent::Kind::kData && !CompareRange(*image, raw, e.offset, e.length, true)) return 1;
+      }
+      pos = data_start;
+      if (pos >= size) break;
     }
+    off_t hole = ::lseek(raw.fd, static_cast<off_t>(pos), SEEK_HOLE);
+    uint64_t hole_start = hole < 0 ? size : static_cast<uint64_t>(hole);
+    hole_start = std::min(size, (hole_start + lss - 1) / lss * lss);
+    if (hole_start <= pos) hole_start = std::min(size, pos + lss);
+    if (!CompareRange(*image, raw, pos, hole_start - pos, false)) return 1;
+    pos = hole_start;
   }
   std::printf("identical\n");
   return 0;
