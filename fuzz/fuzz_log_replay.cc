@@ -12,7 +12,10 @@
 // read-write open of the same bytes agree on success and on every byte of
 // the virtual disk; bounded writes (fuzz_util.h).
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -63,6 +66,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   OpenOptions ro;
   auto ro_image = Image::Open(std::make_unique<BorrowedFile>(file.get()), ro);
+  if (getenv("FUZZ_VERBOSE")) {
+    std::fprintf(stderr, "read-only open: %s\n",
+                 ro_image.ok() ? ("OK, entries replayed: " + std::to_string((*ro_image)->Info().log_entries_replayed)).c_str()
+                               : ro_image.status().ToString().c_str());
+  }
   uint64_t ro_content = 0;
   if (ro_image.ok()) {
     ExerciseImage(**ro_image, 16);

@@ -2,6 +2,7 @@
 #include "disk.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -16,16 +17,37 @@ namespace {
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v - v % a; }
 uint64_t AlignUp(uint64_t v, uint64_t a) { return AlignDown(v + a - 1, a); }
 
+// Field by field, so that options added later keep their defaults.
+vhdx::WriteOptions WithFua(bool fua) {
+  vhdx::WriteOptions o;
+  o.fua = fua;
+  return o;
+}
+
 bool AllZero(std::span<const uint8_t> bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; });
 }
 
 }  // namespace
 
+int NbdErrno(const Status& s) {
+  switch (s.code()) {
+    case vhdx::ErrorCode::kOk: return 0;
+    case vhdx::ErrorCode::kInvalidArgument: return EINVAL;
+    case vhdx::ErrorCode::kNoSpace: return ENOSPC;
+    case vhdx::ErrorCode::kReadOnly: return EROFS;
+    case vhdx::ErrorCode::kNotFound: return ENOENT;
+    default: return EIO;
+  }
+}
+
 Disk::Disk(std::unique_ptr<vhdx::Image> image)
     : image_(std::move(image)), size_(image_->virtual_size()), lss_(image_->logical_sector_size()) {}
 
 Status Disk::CheckRange(const char* op, uint64_t offset, uint64_t length, Access access) const {
+  if (access == Access::kModify && image_->read_only()) {
+    return Status::ReadOnly(std::string(op) + ": the image is open read-only");
+  }
   if (offset <= size_ && length <= size_ - offset) return Status::OK();
   std::string msg = std::string(op) + ": range [" + std::to_string(offset) + ", +" + std::to_string(length) +
                     ") is beyond the end of the disk (" + std::to_string(size_) + " bytes)";
@@ -99,7 +121,7 @@ Status Disk::Write(uint64_t offset, std::span<const uint8_t> data, bool fua) {
   if (data.empty()) return fua ? image_->Flush() : Status::OK();
   return Modify(offset, data.size(), data, fua,
                 [this](uint64_t off, uint64_t, std::span<const uint8_t> bytes, bool f) {
-                  return image_->Write(off, bytes, vhdx::WriteOptions{.fua = f});
+                  return image_->Write(off, bytes, WithFua(f));
                 });
 }
 
@@ -107,7 +129,7 @@ Status Disk::Zero(uint64_t offset, uint64_t length, bool fua) {
   if (Status s = CheckRange("zero", offset, length, Access::kModify); !s.ok()) return s;
   if (length == 0) return fua ? image_->Flush() : Status::OK();
   return Modify(offset, length, {}, fua, [this](uint64_t off, uint64_t len, std::span<const uint8_t>, bool f) {
-    return image_->WriteZeroes(off, len, vhdx::WriteOptions{.fua = f});
+    return image_->WriteZeroes(off, len, WithFua(f));
   });
 }
 
@@ -137,7 +159,7 @@ Result<bool> Disk::ZeroFast(uint64_t offset, uint64_t length, bool fua) {
   }
   if (last_whole > first_whole) {
     std::shared_lock lock(rmw_);
-    if (Status s = image_->WriteZeroes(first_whole, last_whole - first_whole, vhdx::WriteOptions{.fua = fua}); !s.ok()) {
+    if (Status s = image_->WriteZeroes(first_whole, last_whole - first_whole, WithFua(fua)); !s.ok()) {
       return s;
     }
   } else if (fua) {

@@ -3,9 +3,10 @@
 // vhdx_plugin.cc).
 //
 // What this layer adds to vhdx::Image:
-//  (1) Range checks with NBD error codes: a request past the end of the disk
-//      is kInvalidArgument for reads and kNoSpace for modifications (the NBD
-//      protocol's EINVAL / ENOSPC).
+//  (1) Checks with NBD error codes (NbdErrno): a request past the end of the
+//      disk is kInvalidArgument for reads and kNoSpace for modifications (the
+//      NBD protocol's EINVAL / ENOSPC); a modification of a read-only image is
+//      kReadOnly (EROFS) before anything is read or written.
 //  (2) Byte granularity. vhdx::Image takes whole logical sectors only; NBD
 //      clients may ignore the advertised minimum block size. Unaligned reads
 //      read the covering sectors; unaligned writes and zeroes patch their
@@ -30,6 +31,12 @@
 #include "vhdx/status.h"
 
 namespace vhdx_nbdkit {
+
+// The NBD error (errno value) a client gets for a library status: EINVAL,
+// ENOSPC, EROFS, ENOENT, and EIO for corruption, I/O errors and unsupported
+// features met while serving data (EOPNOTSUPP would make nbdkit retry a zero
+// as a write).
+int NbdErrno(const vhdx::Status& s);
 
 class Disk {
  public:
@@ -64,6 +71,7 @@ class Disk {
 
  private:
   enum class Access { kRead, kModify };
+  // Range (and, for kModify, writability) of a request.
   vhdx::Status CheckRange(const char* op, uint64_t offset, uint64_t length, Access access) const;
   // Replaces bytes [at, at+len) of the sector at `sector_offset` with
   // `bytes`, or with zeros when `bytes` is empty. Caller holds rmw_

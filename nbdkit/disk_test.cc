@@ -6,9 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -167,6 +171,77 @@ TEST(DiskTest, TrimLeavesPartialSectorsAlone) {
   EXPECT_EQ(content[2047], 0);
   EXPECT_EQ(content[2048], 0x77);
   EXPECT_TRUE(d->Close().ok());
+}
+
+// A file whose reads and writes fail on demand, like a disk going bad.
+class FailingFile : public vhdx::FileWrapper {
+ public:
+  FailingFile(std::unique_ptr<vhdx::File> target, std::atomic<bool>* fail)
+      : FileWrapper(std::move(target)), fail_(fail) {}
+  vhdx::Status ReadAt(uint64_t offset, std::span<uint8_t> out) override {
+    if (*fail_) return vhdx::Status::IOError("injected read error", EIO);
+    return FileWrapper::ReadAt(offset, out);
+  }
+  vhdx::Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    if (*fail_) return vhdx::Status::IOError("injected write error", EIO);
+    return FileWrapper::WriteAt(offset, data);
+  }
+  vhdx::Status Flush() override {
+    if (*fail_) return vhdx::Status::IOError("injected flush error", EIO);
+    return FileWrapper::Flush();
+  }
+
+ private:
+  std::atomic<bool>* fail_;
+};
+
+TEST(DiskTest, ErrorsMapToNbdErrnos) {
+  EXPECT_EQ(NbdErrno(vhdx::Status::OK()), 0);
+  EXPECT_EQ(NbdErrno(vhdx::Status::InvalidArgument("x")), EINVAL);
+  EXPECT_EQ(NbdErrno(vhdx::Status::NoSpace("x")), ENOSPC);
+  EXPECT_EQ(NbdErrno(vhdx::Status::ReadOnly("x")), EROFS);
+  EXPECT_EQ(NbdErrno(vhdx::Status::Corruption("x")), EIO);
+  EXPECT_EQ(NbdErrno(vhdx::Status::IOError("x", EIO)), EIO);
+  EXPECT_EQ(NbdErrno(vhdx::Status::NotSupported("x")), EIO);
+
+  // A failing host file: every request fails with EIO, none crashes.
+  std::atomic<bool> fail{false};
+  vhdx::CreateOptions o;
+  o.virtual_size = 4 * kMiB;
+  o.block_size = 1 << 20;
+  auto image = vhdx::Image::Create(std::make_unique<FailingFile>(vhdx::NewMemoryFile(), &fail), o);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  Disk d(std::move(*image));
+  std::vector<uint8_t> data(4096, 0x42);
+  ASSERT_TRUE(d.Write(0, data, false).ok());
+  fail = true;
+  std::vector<uint8_t> buf(1000);
+  EXPECT_EQ(NbdErrno(d.Read(10, buf)), EIO);
+  EXPECT_EQ(NbdErrno(d.Write(kMiB + 3, buf, false)), EIO);
+  EXPECT_EQ(NbdErrno(d.Write(0, data, true)), EIO);
+  EXPECT_EQ(NbdErrno(d.Zero(100, 5000, true)), EIO);
+  EXPECT_EQ(NbdErrno(d.Flush()), EIO);
+  EXPECT_NE(d.Close().code(), vhdx::ErrorCode::kOk);
+
+  // A read-only image refuses modifications with EROFS.
+  const std::string path = ::testing::TempDir() + "/nbdkit_disk_test_ro.vhdx";
+  vhdx::CreateOptions c;
+  c.virtual_size = 2 * kMiB;
+  c.overwrite = true;
+  auto created = vhdx::Image::Create(path, c);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_TRUE((*created)->Close().ok());
+  vhdx::OpenOptions read_only;
+  read_only.read_only = true;
+  auto opened = vhdx::Image::Open(path, read_only);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Disk ro(std::move(*opened));
+  EXPECT_TRUE(ro.read_only());
+  EXPECT_EQ(NbdErrno(ro.Write(0, data, false)), EROFS);
+  EXPECT_EQ(NbdErrno(ro.Write(1, buf, false)), EROFS);  // unaligned: refused before any read-modify-write
+  EXPECT_EQ(NbdErrno(ro.Zero(0, kMiB, false)), EROFS);
+  EXPECT_TRUE(ro.Close().ok());
+  std::remove(path.c_str());
 }
 
 }  // namespace

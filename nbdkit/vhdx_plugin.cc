@@ -25,14 +25,14 @@
 //      the file does not need a replay. When the last client disconnects the
 //      image is flushed, so a server killed later loses nothing acknowledged.
 //  (4) Requests are validated here (flags, write permission) and in Disk
-//      (ranges) before they reach the library. Every failure is logged with
-//      nbdkit_error and reported with the matching errno (ErrnoFor); nothing a
-//      client sends can reach an assert, and no C++ exception escapes into
-//      nbdkit (Guard).
+//      (ranges, writability) before they reach the library. Every failure is
+//      logged with nbdkit_error and reported with the matching errno
+//      (NbdErrno in disk.h); nothing a client sends can reach an assert, and
+//      no C++ exception escapes into nbdkit (Guard).
 //
-// Locks, in order: g_mu (the shared image and the connection count; held only
-// by open/close/get_ready/cleanup), then Disk::rmw_ (see disk.h). Data
-// callbacks take only the latter.
+// Locks, in order: g_mu (the shared image, the connection count; held only by
+// .open, .close and .cleanup), then Disk::rmw_ (see disk.h). Data callbacks
+// take only the latter.
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -81,24 +81,10 @@ struct Connection {
 
 Connection& Conn(void* handle) { return *static_cast<Connection*>(handle); }
 
-// The NBD error a client gets for a library status.
-int ErrnoFor(const Status& s) {
-  switch (s.code()) {
-    case ErrorCode::kOk: return 0;
-    case ErrorCode::kInvalidArgument: return EINVAL;
-    case ErrorCode::kNoSpace: return ENOSPC;
-    case ErrorCode::kReadOnly: return EROFS;
-    case ErrorCode::kNotFound: return ENOENT;
-    // Corruption, I/O errors, unsupported features met while serving data
-    // (and EOPNOTSUPP would make nbdkit retry a zero as a write): EIO.
-    default: return EIO;
-  }
-}
-
 // Logs `s` for the server's log and sets the client's errno; returns -1.
 int Fail(const char* op, const Status& s) {
   nbdkit_error("%s: %s", op, s.ToString().c_str());
-  nbdkit_set_error(ErrnoFor(s));
+  nbdkit_set_error(vhdx_nbdkit::NbdErrno(s));
   return -1;
 }
 
@@ -126,7 +112,8 @@ auto Guard(const char* op, Fn&& fn, decltype(fn()) on_error) -> decltype(fn()) {
 // Rejects flags the callback does not know (nbdkit should never send them).
 bool CheckFlags(const char* op, uint32_t flags, uint32_t allowed) {
   if ((flags & ~allowed) == 0) return true;
-  Fail(op, EINVAL, ("unexpected flags 0x" + std::to_string(flags & ~allowed)).c_str());
+  nbdkit_error("%s: unexpected flags %#x", op, flags & ~allowed);
+  nbdkit_set_error(EINVAL);
   return false;
 }
 
@@ -162,10 +149,15 @@ int vhdx_config(const char* key, const char* value) {
     nbdkit_error("unknown parameter '%s' (expected file= or parent=)", key);
     return -1;
   }
+  std::string& slot = k == "file" ? g_config.file : g_config.parent;
+  if (!slot.empty()) {
+    nbdkit_error("%s= given more than once", key);
+    return -1;
+  }
   // nbdkit changes directory to / when it forks: keep absolute paths.
   char* abs = nbdkit_absolute_path(value);
   if (!abs) return -1;
-  (k == "file" ? g_config.file : g_config.parent) = abs;
+  slot = abs;
   free(abs);
   return 0;
 }

@@ -71,6 +71,10 @@ for t in "${TARGETS[@]}"; do
   echo "== $t: fuzzing for ${FUZZ_SECONDS}s"
   args=("${LIMITS[@]}" -max_total_time="$FUZZ_SECONDS" -artifact_prefix="$work/crashes/" -print_final_stats=1)
   [[ $FUZZ_JOBS -gt 1 ]] && args+=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
+  # Targets with tiny seeds would otherwise be held to the seeds' length.
+  case $t in
+    fuzz_plugin | fuzz_parent_locator) args+=(-max_len=4096 -len_control=0) ;;
+  esac
   if ! "$bin" "${args[@]}" "${dirs[@]}" >"$work/fuzz.log" 2>&1; then
     echo "fuzz.sh: $t CRASHED; input in $work/crashes/; log: $work/fuzz.log" >&2
     grep -E "ERROR|FUZZ_CHECK|SUMMARY" "$work/fuzz.log" | head -10 >&2 || true

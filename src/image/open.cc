@@ -501,7 +501,6 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       }
     }
   }
-  std::atomic_thread_fence(std::memory_order_release);
 
   if (!read_only) {
     // Everything not owned by a structure is free, with unknown content.

@@ -205,7 +205,7 @@ class LibvhdiInteropTest(unittest.TestCase):
         if bs <= 32 * MiB:
             self.assertIsNone(libvhdi_diff(img, raw, lss), what + " (fresh)")
         seed = (bs // MiB) * 100 + lss // 512 * 10 + pss // 512 + (7 if typ == "fixed" else 0)
-        driver("random-writes", img, seed, 40, min(3 * bs, 5 * MiB), raw, "--zeroes", "--flush-every", 9)
+        driver("random-writes", img, seed, 40, min(3 * bs, 5 * MiB), raw, "--zeroes", "--trims", "--flush-every", 9)
         self.assertIsNone(libvhdi_diff(img, raw, lss), what + " (after writes)")
         # Our own read agrees as well.
         p = driver("compare", img, raw, check=False)
@@ -224,7 +224,7 @@ class LibvhdiInteropTest(unittest.TestCase):
             with self.subTest(what):
                 img, raw = self.p("big.vhdx"), self.p("big.raw")
                 driver("create", img, size, "--block-size", bs, "--lss", lss, "--pss", 4096)
-                args = ["random-writes", img, lss + bs // MiB, 30, 2 * MiB, raw, "--zeroes"]
+                args = ["random-writes", img, lss + bs // MiB, 30, 2 * MiB, raw, "--zeroes", "--trims"]
                 for h in hot + [size - 4096]:
                     args += ["--hot", h]
                 driver(*args)
@@ -248,7 +248,7 @@ class LibvhdiInteropTest(unittest.TestCase):
                      "-c", "write -P 0xc3 %d 4096" % (size - 4096), img])
                 run(["qemu-img", "convert", "-f", "vhdx", "-O", "raw", img, raw])
                 self.assertIsNone(libvhdi_diff(img, raw, 512), what + " (QEMU-written)")
-                driver("random-writes", img, 4242, 30, 3 * MiB, raw, "--zeroes")
+                driver("random-writes", img, 4242, 30, 3 * MiB, raw, "--zeroes", "--trims")
                 self.assertIsNone(libvhdi_diff(img, raw, 512), what + " (after our writes)")
                 os.remove(img)
                 os.remove(raw)

@@ -645,6 +645,7 @@ def test_errors(tmp):
         ([PLUGIN, f"file={tmp}/missing.vhdx"], "missing.vhdx"),
         ([PLUGIN, f"file={junk}"], "junk.vhdx"),
         ([PLUGIN, f"file={img}", "bogus=1"], "unknown parameter 'bogus'"),
+        ([PLUGIN, f"file={img}", f"file={img}"], "file= given more than once"),
     ]
     for args, message in cases:
         p = run("nbdkit", "-U", os.path.join(tmp, "bad.sock"), *args, "--run", "true", ok=False)

@@ -117,7 +117,10 @@ std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const 
   const uint64_t image_size = image.virtual_size();
   if (std::find(sizes.begin(), sizes.end(), image_size) == sizes.end()) {
     std::string msg = "virtual size " + std::to_string(image_size) + "; allowed:";
-    for (uint64_t v : sizes) msg += " " + std::to_string(v);
+    for (uint64_t v : sizes) {
+      msg += ' ';
+      msg += std::to_string(v);
+    }
     report(msg);
   }
 
@@ -163,7 +166,10 @@ std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const 
     std::string msg = "unit " + std::to_string(u) + " (virtual offset " + std::to_string(u * kUnit) + ") holds ";
     msg += got == kNever ? std::string("garbage") : "id " + std::to_string(got);
     msg += "; allowed:";
-    for (uint64_t a : allowed) msg += " " + std::to_string(a);
+    for (uint64_t a : allowed) {
+      msg += ' ';
+      msg += std::to_string(a);
+    }
     report(msg);
   };
 

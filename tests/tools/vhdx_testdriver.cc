@@ -10,6 +10,7 @@
 //       applied to the image and to EXPECTED_RAW (created sparse with the
 //       disk's size when missing). With --zeroes, one op in eight is a
 //       WriteZeroes (half of them one whole block when the disk has >= 8).
+//       --trims: half of those ops are a Trim in a random TrimMode instead.
 //       --hot OFF (repeatable): a third of the ops straddle one of these
 //       offsets (chunk boundaries of large disks, say). Ends with Close().
 //   to-raw PATH OUT          whole virtual disk to OUT (sparse where zero)
@@ -19,6 +20,7 @@
 //   check PATH               CheckImage; prints problems; exit 1 unless clean
 //   write PATH OFFSET LEN BYTE   one write of LEN bytes of value BYTE
 //   open-rw PATH             opens read-write and closes (e.g. log replay)
+//   trim PATH OFFSET LEN default|zero|unmap   one Trim, then Close
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -172,13 +174,15 @@ int CmdRandomWrites(int argc, char** argv) {
   const uint64_t count = ParseSize(argv[2]);
   const uint64_t maxlen = ParseSize(argv[3]);
   const std::string raw_path = argv[4];
-  bool zeroes = false, close = true;
+  bool zeroes = false, trims = false, close = true;
   uint64_t flush_every = 0;
   std::vector<uint64_t> hot;  // offsets that a third of the writes straddle
   for (int i = 5; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--zeroes") {
       zeroes = true;
+    } else if (a == "--trims") {
+      trims = true;
     } else if (a == "--no-close") {
       close = false;
     } else if (a == "--flush-every" && i + 1 < argc) {
@@ -220,7 +224,15 @@ int CmdRandomWrites(int argc, char** argv) {
       off = rng() % blocks * bs;
       len = std::min<uint64_t>(bs, size - off);
     }
-    if (zero_op) {
+    if (zero_op && trims && rng() % 2 == 0) {
+      // Trim in any mode: kDefault, kZero, kUnmapKeepSpace (whole blocks
+      // become UNMAPPED keeping a soft anchor). Base images read zeros.
+      auto mode = static_cast<vhdx::TrimMode>(rng() % 3);
+      if (Status s = image->Trim(off, len, mode); !s.ok()) {
+        Die("Trim at " + std::to_string(off) + " len " + std::to_string(len), s);
+      }
+      raw.Zero(off, len);
+    } else if (zero_op) {
       if (Status s = image->WriteZeroes(off, len); !s.ok()) {
         Die("WriteZeroes at " + std::to_string(off) + " len " + std::to_string(len), s);
       }
@@ -387,6 +399,18 @@ int CmdWrite(int argc, char** argv) {
   return 0;
 }
 
+int CmdTrim(int argc, char** argv) {
+  if (argc != 4) Usage("trim PATH OFFSET LEN default|zero|unmap");
+  auto image = OpenImage(argv[0], false);
+  std::string m = argv[3];
+  vhdx::TrimMode mode = m == "zero"    ? vhdx::TrimMode::kZero
+                        : m == "unmap" ? vhdx::TrimMode::kUnmapKeepSpace
+                                       : vhdx::TrimMode::kDefault;
+  if (Status s = image->Trim(ParseSize(argv[1]), ParseSize(argv[2]), mode); !s.ok()) Die("Trim", s);
+  if (Status s = image->Close(); !s.ok()) Die("Close", s);
+  return 0;
+}
+
 int CmdOpenRw(int argc, char** argv) {
   if (argc != 1) Usage("open-rw PATH");
   auto image = OpenImage(argv[0], false);
@@ -409,5 +433,6 @@ int main(int argc, char** argv) {
   if (cmd == "check") return CmdCheck(n, a);
   if (cmd == "write") return CmdWrite(n, a);
   if (cmd == "open-rw") return CmdOpenRw(n, a);
+  if (cmd == "trim") return CmdTrim(n, a);
   Usage(("unknown command " + cmd).c_str());
 }

@@ -20,6 +20,7 @@
 
 #include "support/crash_file.h"
 #include "support/crash_oracle.h"
+#include "support/test_util.h"
 #include "vhdx/image.h"
 
 namespace vhdx {
@@ -57,6 +58,8 @@ class Harness {
     uint32_t log_size = 1 << 20;
     bool punch_hole = true;
     uint64_t seed = 1;
+    // Non-empty: the image is a differencing child of this (all-zero) parent.
+    std::string parent_path;
   };
 
   explicit Harness(const Options& o)
@@ -69,6 +72,17 @@ class Harness {
     c.logical_sector_size = o.lss;
     c.physical_sector_size = 4096;
     c.log_size = o.log_size;
+    if (!o.parent_path.empty()) {
+      CreateOptions p = c;
+      p.overwrite = true;
+      auto parent = Image::Create(o.parent_path, p);
+      EXPECT_TRUE(parent.ok()) << parent.status().ToString();
+      if (parent.ok()) {
+        EXPECT_TRUE((*parent)->Close().ok());
+      }
+      c.parent_path = o.parent_path;
+      c.type = DiskType::kDifferencing;
+    }
     auto image = Image::Create(test::BorrowFile(file_.get()), c);
     EXPECT_TRUE(image.ok()) << image.status().ToString();
     if (image.ok()) image_ = std::move(*image);
@@ -136,6 +150,7 @@ class Harness {
     if (!s.ok()) return s;
     OpenOptions o;
     o.read_only = false;
+    o.parent_path = opts_.parent_path;
     auto image = Image::Open(test::BorrowFile(file_.get()), o);
     if (!image.ok()) return image.status();
     image_ = std::move(*image);
@@ -388,17 +403,48 @@ void ResizeCompact(Harness& h) {
   WL_OK(h.Close());
 }
 
+// Differencing child of an all-zero parent: partial writes make
+// PARTIALLY_PRESENT blocks and sector bitmap blocks; trims free blocks
+// (the parent shows through again), so later bitmap and payload blocks are
+// allocated in reused space (invariant 2 for sector bitmap blocks).
+void DifferencingWrites(Harness& h) {
+  const uint64_t bs = h.options().block_size;
+  for (uint64_t b = 0; b < 4; ++b) WL_OK(h.Write(b * bs, bs));
+  WL_OK(h.Flush());
+  WL_OK(h.Trim(0, 2 * bs));  // two blocks freed
+  WL_OK(h.Flush());
+  // The first partial write allocates the chunk's sector bitmap block (into
+  // the freed space), then a data block.
+  for (int i = 0; i < 16; ++i) {
+    auto [off, len] = h.RangeIn(h.Below(12), 64 << 10);
+    switch (h.Below(5)) {
+      case 0:
+        WL_OK(h.Trim(off, len));  // partial: bits cleared
+        break;
+      case 1:
+        WL_OK(h.Zero(off, len));
+        break;
+      default:
+        WL_OK(h.Write(off, len, h.OneIn(6)));
+    }
+    if (h.OneIn(3)) WL_OK(h.Flush());
+  }
+  WL_OK(h.Write(5 * bs, bs));  // PARTIALLY_PRESENT or new block becomes fully written
+  WL_OK(h.Close());
+}
+
 // ---- cut and verify -----------------------------------------------------------
 
 // Checks one cut image; returns "" or what went wrong.
 std::string VerifyCut(const Oracle& oracle, const CrashPoint& point, SparseBytes cut, bool deep,
-                      bool whole_blocks = true) {
+                      bool whole_blocks = true, const std::string& parent = "") {
   bool dirty = false;
   auto bytes = std::make_shared<SparseBytes>(std::move(cut));
   auto problems = test::CheckBytes(bytes, false, &dirty);
   if (!problems.empty()) return "check of the cut image: " + problems.front();
   OpenOptions o;
   o.read_only = false;
+  o.parent_path = parent;
   auto image = Image::Open(test::NewSparseFile(bytes), o);
   if (!image.ok()) return "reopen (replay): " + image.status().ToString();
   std::string err = oracle.Verify(**image, point.clock, whole_blocks);
@@ -436,7 +482,8 @@ RunStats CutAll(const Harness& h, uint64_t seed, int variants, const char* name,
       for (int v = 0; v < variants; ++v) {
         std::mt19937_64 rng(seed * 1000003 + i * 7919 + static_cast<uint64_t>(v));
         SparseBytes cut = test::PowerCut(points[i], rng);
-        std::string err = VerifyCut(h.oracle(), points[i], std::move(cut), v % 4 == 0, whole_blocks);
+        std::string err = VerifyCut(h.oracle(), points[i], std::move(cut), v % 4 == 0, whole_blocks,
+                                    h.options().parent_path);
         cuts++;
         if (!err.empty()) {
           failures++;
@@ -510,6 +557,14 @@ Harness::Options Opt(uint64_t vsize, uint32_t bs, uint32_t lss, bool punch = tru
   return o;
 }
 
+// Differencing scenarios keep their all-zero parent in a directory that
+// lives as long as the test program.
+Harness::Options Diff(Harness::Options o) {
+  static test::TempDir* dir = new test::TempDir();
+  o.parent_path = dir->Join("parent-" + std::to_string(o.seed) + ".vhdx");
+  return o;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Crash, CrashTest,
     ::testing::Values(
@@ -529,6 +584,8 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"big_commits", Opt(uint64_t{160} << 30, 1 << 20, 512, true, 22), BigCommits, 12, 1, false},
         Scenario{"resize_compact", Opt(64 * kMiB, 1 << 20, 512, false, 24), ResizeCompact, 30, 1},
         Scenario{"resize_compact_punch_4096", Opt(64 * kMiB, 1 << 20, 4096, true, 25), ResizeCompact, 30, 1},
+        Scenario{"differencing_nopunch", Diff(Opt(64 * kMiB, 1 << 20, 512, false, 26)), DifferencingWrites, 30, 2},
+        Scenario{"differencing_4096", Diff(Opt(64 * kMiB, 2 << 20, 4096, true, 27)), DifferencingWrites, 30, 1},
         Scenario{"many_commits_ring_wrap", Opt(64 * kMiB, 1 << 20, 512, false, 23), ManyCommits, 3, 1}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 

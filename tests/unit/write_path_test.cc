@@ -433,9 +433,9 @@ TEST_P(RandomMixTest, MatchesModel) {
   ASSERT_TRUE(img);
   std::mt19937_64 rng(c.lss + c.block_size + (c.type == DiskType::kFixed ? 1 : 0) + (c.no_punch ? 2 : 0));
   const uint64_t sectors = size / c.lss;
-  for (int op = 0; op < 400; ++op) {
+  for (int op = 0; op < 300; ++op) {
     SCOPED_TRACE("op " + std::to_string(op));
-    uint64_t len = (1 + rng() % (3 * c.block_size / c.lss)) * c.lss;
+    uint64_t len = (1 + rng() % (2 * c.block_size / c.lss)) * c.lss;
     len = std::min(len, size);
     uint64_t off = rng() % (sectors - len / c.lss + 1) * c.lss;
     if (rng() % 3 == 0) {  // block aligned ranges exercise whole-block paths
