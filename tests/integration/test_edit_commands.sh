@@ -75,4 +75,30 @@ model_write 4096 < "$WORK/p"
 cmp "$WORK/flat.raw" "$raw" || fail "flattened child differs"
 "$VHDX" merge "$child" > /dev/null
 verify merge
+# The child still opens after the merge (its parent_linkage2 names the
+# parent's new identity) and reads the same content.
+"$VHDX" convert -O raw "$child" "$WORK/flat2.raw"
+cmp "$WORK/flat2.raw" "$raw" || fail "child reads differently after the merge"
+
+# set-parent: the parent moves; the child is re-pointed at it.
+child2=$WORK/child2.avhdx
+"$VHDX" create --parent "$img" "$child2" > /dev/null
+pattern 8 4096 > "$WORK/p"
+"$VHDX" write "$child2" $((1 << 20)) 4096 < "$WORK/p"
+cp "$raw" "$WORK/expected2.raw"
+dd if="$WORK/p" of="$WORK/expected2.raw" bs=1 seek=$((1 << 20)) conv=notrunc status=none
+mkdir -p "$WORK/moved"
+mv "$img" "$WORK/moved/base.vhdx"
+if "$VHDX" read "$child2" 0 512 > /dev/null 2>&1; then fail "child read without its parent"; fi
+"$VHDX" set-parent "$child2" "$WORK/moved/base.vhdx"
+"$VHDX" convert -O raw "$child2" "$WORK/flat3.raw"
+cmp "$WORK/flat3.raw" "$WORK/expected2.raw" || fail "re-parented child reads wrong data"
+"$VHDX" info --json "$child2" | grep -q 'moved' || fail "locator does not name the new parent"
+# A different image is refused as parent unless the mismatch is accepted.
+"$VHDX" create "$WORK/other.vhdx" 48M > /dev/null
+if "$VHDX" set-parent "$child2" "$WORK/other.vhdx" 2> "$WORK/err"; then fail "unrelated parent accepted"; fi
+grep -q "ignore-id-mismatch" "$WORK/err" || fail "refusal does not mention --ignore-id-mismatch"
+"$VHDX" set-parent --ignore-id-mismatch "$child2" "$WORK/other.vhdx"
+"$VHDX" check "$child2" > /dev/null || fail "check after forced set-parent"
+echo "ok: set-parent"
 echo "all edit-command checks passed"
