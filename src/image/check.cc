@@ -57,16 +57,8 @@ LoadOutcome CollectProblems(Image::Impl& impl) {
 Status Image::Impl::Repair(CheckReport* report) {
   if (Status s = BeginWrite(false); !s.ok()) return s;  // rewrites both headers
   if (region_tables_need_rewrite) {
-    std::vector<uint8_t> raw(format::kRegionTableSize);
-    regions.EncodeTo(raw);
     std::lock_guard lock(meta_mu_);
-    for (uint64_t base : {format::kRegionTable1Offset, format::kRegionTable2Offset}) {
-      for (uint64_t off = 0; off < raw.size(); off += 4096) {
-        dirty_pages[base + off].assign(raw.begin() + static_cast<ptrdiff_t>(off),
-                                       raw.begin() + static_cast<ptrdiff_t>(off + 4096));
-        dirty_count.fetch_add(1);
-      }
-    }
+    LogRegionTablesLocked(regions);
   }
   for (uint64_t idx : invalid_bat_entries) {
     if (geo.IsSectorBitmapIndex(idx)) {

@@ -182,6 +182,9 @@ struct Image::Impl {
   Status CloseClean();
   void Fail(const Status& s);
 
+  // Queues both region table copies, encoded from `table`, as dirty pages
+  // for the next commit. meta_mu_ held.
+  void LogRegionTablesLocked(const format::RegionTable& table);
   // Replaces (or adds) a system metadata item, re-packing the items of the
   // metadata region; the changed pages go through the log (metadata.cc).
   Status UpdateMetadataItem(const Guid& id, std::span<const uint8_t> value, bool is_virtual_disk,

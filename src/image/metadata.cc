@@ -80,4 +80,16 @@ Status Image::Impl::UpdateMetadataItem(const Guid& id, std::span<const uint8_t> 
   return Status::OK();
 }
 
+void Image::Impl::LogRegionTablesLocked(const format::RegionTable& table) {
+  std::vector<uint8_t> raw(format::kRegionTableSize);
+  table.EncodeTo(raw);
+  for (uint64_t base : {format::kRegionTable1Offset, format::kRegionTable2Offset}) {
+    for (uint64_t off = 0; off < raw.size(); off += 4096) {
+      dirty_pages[base + off].assign(raw.begin() + static_cast<ptrdiff_t>(off),
+                                     raw.begin() + static_cast<ptrdiff_t>(off + 4096));
+      dirty_count.fetch_add(1);
+    }
+  }
+}
+
 }  // namespace vhdx

@@ -174,16 +174,8 @@ Status Image::Impl::ResizeLocked(uint64_t new_size, const ResizeOptions& options
         r.length = static_cast<uint32_t>(new_bat_length);
       }
     }
-    std::vector<uint8_t> raw(format::kRegionTableSize);
-    table.EncodeTo(raw);
     std::lock_guard lock(meta_mu_);
-    for (uint64_t base : {format::kRegionTable1Offset, format::kRegionTable2Offset}) {
-      for (uint64_t off = 0; off < raw.size(); off += 4096) {
-        dirty_pages[base + off].assign(raw.begin() + static_cast<ptrdiff_t>(off),
-                                       raw.begin() + static_cast<ptrdiff_t>(off + 4096));
-        dirty_count.fetch_add(1);
-      }
-    }
+    LogRegionTablesLocked(table);
     pending_free.push_back({bat_offset, bat_length, false});
     regions = table;
   }
