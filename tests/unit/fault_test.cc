@@ -199,11 +199,15 @@ TEST_P(FaultTest, FailEveryIoInTurn) {
         }
       }
     }
-    if (!ff->fired()) {
+    // A failed Open destroys the file (and `ff`): it can only have failed
+    // through the injected fault. From here on only these copies are used.
+    const bool fired = image.ok() ? ff->fired() : true;
+    const FaultFile::Op fired_op = image.ok() ? ff->fired_op() : FaultFile::Op{};
+    if (!fired) {
       ASSERT_TRUE(failed.ok()) << "error without an injected fault at " << where << ": " << failed.ToString();
       break;  // the whole workload ran: done
     }
-    EXPECT_FALSE(swallowed) << c.name << " N=" << n << ": the injected " << FaultFile::OpName(ff->fired_op())
+    EXPECT_FALSE(swallowed) << c.name << " N=" << n << ": the injected " << FaultFile::OpName(fired_op)
                             << " failure at " << where << " did not reach the caller";
     if (!failed.ok()) {
       ++failures;
@@ -215,14 +219,14 @@ TEST_P(FaultTest, FailEveryIoInTurn) {
         uint64_t id = oracle.BeginWrite(20 * kBlock, buf.size(), false, false, buf);
         Status again = (*image)->Write(20 * kBlock, buf);
         oracle.EndWrite(id, false);  // never required, whatever it returned
-        EXPECT_FALSE(again.ok()) << c.name << " N=" << n << ": write accepted after the " << FaultFile::OpName(ff->fired_op())
+        EXPECT_FALSE(again.ok()) << c.name << " N=" << n << ": write accepted after the " << FaultFile::OpName(fired_op)
                                  << " failure at " << where;
       }
     }
     if (image.ok()) (*image)->Close().PermitUncheckedError();
     image = Status::InvalidArgument("closed");
     std::string err = VerifyAfterFailure(bytes, oracle, oracle.Tick());
-    ASSERT_EQ(err, "") << c.name << " N=" << n << ": injected " << FaultFile::OpName(ff->fired_op())
+    ASSERT_EQ(err, "") << c.name << " N=" << n << ": injected " << FaultFile::OpName(fired_op)
                        << " failure at " << where << " (" << failed.ToString() << ")";
   }
   std::printf("[ fault    ] %s: %llu I/O calls failed in turn, %llu surfaced as errors\n", c.name,
