@@ -173,7 +173,9 @@ TEST_P(FaultTest, FailEveryIoInTurn) {
     bool swallowed = false;
     OpenOptions o;
     o.read_only = false;
-    auto image = Image::Open(std::move(fault), o);
+    // The test keeps the fault file: Open (on failure) and Close destroy
+    // what they own, and the fault state is read after both.
+    auto image = Image::Open(BorrowFile(ff), o);
     if (!image.ok()) {
       failed = image.status();
       where = "open";
@@ -199,10 +201,8 @@ TEST_P(FaultTest, FailEveryIoInTurn) {
         }
       }
     }
-    // A failed Open destroys the file (and `ff`): it can only have failed
-    // through the injected fault. From here on only these copies are used.
-    const bool fired = image.ok() ? ff->fired() : true;
-    const FaultFile::Op fired_op = image.ok() ? ff->fired_op() : FaultFile::Op{};
+    const bool fired = ff->fired();
+    const FaultFile::Op fired_op = ff->fired_op();
     if (!fired) {
       ASSERT_TRUE(failed.ok()) << "error without an injected fault at " << where << ": " << failed.ToString();
       break;  // the whole workload ran: done
