@@ -27,6 +27,7 @@
 #include "format/metadata.h"
 #include "format/parent_locator.h"
 #include "format/region_table.h"
+#include "support/crash_file.h"
 #include "support/test_util.h"
 #include "util/coding.h"
 #include "util/crc32c.h"
@@ -50,26 +51,6 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-// Forwards to a file owned elsewhere, so the bytes stay reachable after the
-// Image that used them is gone.
-class Borrowed final : public File {
- public:
-  explicit Borrowed(File* f) : f_(f) {}
-  Status ReadAt(uint64_t o, std::span<uint8_t> out) override { return f_->ReadAt(o, out); }
-  Status WriteAt(uint64_t o, std::span<const uint8_t> d) override { return f_->WriteAt(o, d); }
-  Status Flush() override { return f_->Flush(); }
-  Result<uint64_t> Size() override { return f_->Size(); }
-  Status Truncate(uint64_t s) override { return f_->Truncate(s); }
-  Status ZeroRange(uint64_t o, uint64_t l) override { return f_->ZeroRange(o, l); }
-  Status PunchHole(uint64_t o, uint64_t l) override { return f_->PunchHole(o, l); }
-  Status Allocate(uint64_t o, uint64_t l) override { return f_->Allocate(o, l); }
-  std::string Name() const override { return f_->Name(); }
-  bool IsWritable() const override { return f_->IsWritable(); }
-
- private:
-  File* f_;
-};
-
 std::vector<uint8_t> ReadAllBytes(File& f) {
   std::vector<uint8_t> out(f.Size().value());
   EXPECT_TRUE(f.ReadAt(0, out).ok());
@@ -85,7 +66,7 @@ std::vector<uint8_t> ValidImage(bool dirty = false, uint32_t log_size = 1 << 20)
   opts.virtual_size = 8 << 20;
   opts.log_size = log_size;
   opts.block_size = 1 << 20;
-  auto image = Image::Create(std::make_unique<Borrowed>(mem.get()), opts);
+  auto image = Image::Create(test::BorrowFile(mem.get()), opts);
   EXPECT_TRUE(image.ok()) << image.status().ToString();
   std::vector<uint8_t> data(64 << 10, 0x5A);
   EXPECT_TRUE((*image)->Write(0, data).ok());
