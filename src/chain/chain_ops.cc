@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "format/constants.h"
+#include "chain/merge.h"
 #include "format/parent_locator.h"
 #include "image/image_impl.h"
 #include "vhdx/chain.h"
@@ -96,6 +97,56 @@ Status SetParent(const std::string& child_path, const std::string& new_parent, c
   return (*child)->Close();
 }
 
+namespace chain {
+
+Result<uint64_t> CopyLayers(std::span<Image* const> layers, Image& dst, uint64_t size,
+                            const std::function<void(uint64_t, uint64_t)>& progress) {
+  const uint64_t lss = dst.logical_sector_size();
+  const uint64_t window = std::max<uint64_t>(dst.block_size(), 1 << 20);
+  if (size > dst.virtual_size() || size % lss != 0) {
+    return Status::InvalidArgument("merge size " + std::to_string(size) + " does not fit the target");
+  }
+  constexpr int kFallThrough = -1, kZero = -2;
+  std::vector<int> source;  // per sector of the window: layer index, kFallThrough or kZero
+  std::vector<uint8_t> buf;
+  uint64_t written = 0;
+  for (uint64_t off = 0; off < size; off += window) {
+    const uint64_t len = std::min(window, size - off);
+    source.assign(len / lss, kFallThrough);
+    for (size_t li = 0; li < layers.size(); ++li) {
+      const uint64_t lsize = layers[li]->virtual_size();
+      if (off >= lsize) continue;
+      auto map = layers[li]->Map(off, std::min(len, lsize - off));
+      if (!map.ok()) return map.status();
+      for (const Extent& e : *map) {
+        if (e.kind == Extent::Kind::kUnallocated) continue;
+        for (uint64_t s = (e.offset - off) / lss; s < (e.offset - off + e.length) / lss; ++s) {
+          if (source[s] == kFallThrough) source[s] = e.kind == Extent::Kind::kZero ? kZero : static_cast<int>(li);
+        }
+      }
+    }
+    for (size_t i = 0; i < source.size();) {
+      size_t j = i + 1;
+      while (j < source.size() && source[j] == source[i]) ++j;
+      const uint64_t voff = off + i * lss, n = (j - i) * lss;
+      if (source[i] == kZero) {
+        if (Status s = dst.WriteZeroes(voff, n); !s.ok()) return s;
+        written += n;
+      } else if (source[i] >= 0) {
+        buf.resize(n);
+        if (Status s = layers[source[i]]->Read(voff, buf); !s.ok()) return s;
+        if (Status s = dst.Write(voff, buf); !s.ok()) return s;
+        written += n;
+      }
+      i = j;
+    }
+    if (progress) progress(off + len, size);
+  }
+  return written;
+}
+
+}  // namespace chain
+
 Result<MergeResult> Merge(const std::string& child_path, const MergeOptions& options) {
   // Discover the chain with a read-only open, then release it.
   std::vector<ChainLinkInfo> chain;
@@ -160,42 +211,11 @@ Result<MergeResult> Merge(const std::string& child_path, const MergeOptions& opt
   }
 
   // 3. Copy every sector that some merged layer defines, topmost first.
-  const uint64_t lss = dst.logical_sector_size();
-  const uint64_t window = std::max<uint64_t>(dst.block_size(), 1 << 20);
-  std::vector<int> source;  // per sector: layer index, -1 fall through, -2 zero
-  std::vector<uint8_t> buf;
-  for (uint64_t off = 0; off < child_size; off += window) {
-    const uint64_t len = std::min(window, child_size - off);
-    source.assign(len / lss, -1);
-    for (size_t li = 0; li < layers.size(); ++li) {
-      uint64_t lsize = layers[li]->virtual_size();
-      if (off >= lsize) continue;
-      auto map = layers[li]->Map(off, std::min(len, lsize - off));
-      if (!map.ok()) return map.status();
-      for (const Extent& e : *map) {
-        if (e.kind == Extent::Kind::kUnallocated) continue;
-        for (uint64_t s = (e.offset - off) / lss; s < (e.offset - off + e.length) / lss; ++s) {
-          if (source[s] == -1) source[s] = e.kind == Extent::Kind::kZero ? -2 : static_cast<int>(li);
-        }
-      }
-    }
-    for (size_t i = 0; i < source.size();) {
-      size_t j = i + 1;
-      while (j < source.size() && source[j] == source[i]) ++j;
-      const uint64_t voff = off + i * lss, n = (j - i) * lss;
-      if (source[i] == -2) {
-        if (Status s = dst.WriteZeroes(voff, n); !s.ok()) return s;
-        result.bytes_written += n;
-      } else if (source[i] >= 0) {
-        buf.resize(n);
-        if (Status s = layers[source[i]]->Read(voff, buf); !s.ok()) return s;
-        if (Status s = dst.Write(voff, buf); !s.ok()) return s;
-        result.bytes_written += n;
-      }
-      i = j;
-    }
-    if (options.progress) options.progress(std::min(off + len, child_size), child_size);
-  }
+  std::vector<Image*> sources;
+  for (auto& layer : layers) sources.push_back(layer.get());
+  auto written = chain::CopyLayers(sources, dst, child_size, options.progress);
+  if (!written.ok()) return written.status();
+  result.bytes_written = *written;
   for (auto& layer : layers) {
     if (Status s = layer->Close(); !s.ok()) return s;
   }

@@ -11,13 +11,17 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
+#include "chain/merge.h"
 #include "support/crash_file.h"
 #include "support/crash_oracle.h"
 #include "support/test_util.h"
@@ -145,8 +149,10 @@ class Harness {
   }
   // Moves data but changes no content: nothing to tell the oracle.
   Status Compact() { return image_->Compact().status(); }
-  // Close (a flush for the oracle) and reopen on the same file.
-  Status Reopen() {
+  // Close (a flush for the oracle) and reopen on the same file; the first
+  // data write after it sets the DataWriteGuid to `next_data_write_guid`
+  // when one is given (as Merge opens an ancestor).
+  Status Reopen(std::optional<Guid> next_data_write_guid = std::nullopt) {
     uint64_t t = oracle_.BeginFlush();
     Status s = image_->Close();
     oracle_.EndFlush(t, s.ok());
@@ -155,6 +161,7 @@ class Harness {
     OpenOptions o;
     o.read_only = false;
     o.parent_path = opts_.parent_path;
+    o.next_data_write_guid = next_data_write_guid;
     auto image = Image::Open(test::BorrowFile(file_.get()), o);
     if (!image.ok()) return image.status();
     image_ = std::move(*image);
@@ -182,7 +189,18 @@ class Harness {
   }
 
   const Oracle& oracle() const { return oracle_; }
+  // For workloads that change the image by other means than Write (merge).
+  Oracle& mutable_oracle() { return oracle_; }
   const std::vector<CrashPoint>& points() const { return points_; }
+
+  // Cuts taken at or after `since` (an oracle clock) must hold one of
+  // `allowed` as the DataWriteGuid of their current header.
+  struct GuidRule {
+    uint64_t since = Oracle::kNever;
+    std::vector<Guid> allowed;
+  };
+  void SetGuidRule(GuidRule rule) { guid_rule_ = std::move(rule); }
+  const GuidRule& guid_rule() const { return guid_rule_; }
 
   std::mt19937_64 rng;
 
@@ -192,7 +210,13 @@ class Harness {
   std::unique_ptr<CrashFile> file_;
   std::unique_ptr<Image> image_;
   std::vector<CrashPoint> points_;
+  GuidRule guid_rule_;
 };
+
+Guid CurrentDataWriteGuid(const Image& image) {
+  ImageInfo info = image.Info();
+  return info.headers[info.headers[0].current ? 0 : 1].data_write_guid;
+}
 
 #define WL_OK(expr)                                           \
   do {                                                        \
@@ -437,11 +461,121 @@ void DifferencingWrites(Harness& h) {
   WL_OK(h.Close());
 }
 
+// Merge (invariants 2 and 9 for the ancestor of a chain): two differencing
+// layers are folded into the harness image by the copy step Merge uses
+// (chain::CopyLayers), after the image was reopened the way Merge opens an
+// ancestor, with the next DataWriteGuid that the child's parent_linkage2
+// already names. The layers hold partial blocks, whole blocks and zeroed
+// ranges; the upper one overrides the lower one in places, and the lower
+// one holds garbage wherever it is overridden, so taking a sector from the
+// wrong layer shows up as a value no write produced. Every sector the merge
+// must write is one oracle write in flight for the whole merge. Cuts from
+// the reopen on must hold the old or the announced DataWriteGuid, the two
+// values the child's linkage accepts.
+void MergeLayers(Harness& h) {
+  const uint64_t bs = h.options().block_size, lss = h.options().lss;
+  const uint64_t vsize = h.options().virtual_size;
+  const uint64_t span_blocks = std::min<uint64_t>(h.blocks(), 12);
+  // The ancestor's own data, partly overridden by the layers.
+  for (uint64_t b = 0; b < span_blocks; b += 2) {
+    auto [off, len] = h.RangeIn(b, bs);
+    WL_OK(h.Write(off, len));
+  }
+  WL_OK(h.Flush());
+  const Guid old_id = CurrentDataWriteGuid(h.image());
+  std::array<uint8_t, 16> raw;
+  for (auto& byte : raw) byte = static_cast<uint8_t>(h.rng());
+  const Guid next_id = Guid::FromBytes(raw);
+  h.SetGuidRule({h.mutable_oracle().Tick(), {old_id, next_id}});
+  WL_OK(h.Reopen(next_id));
+
+  // The layers live in memory; their (unused) parent only gives them the
+  // ancestor's geometry, since the copy step opens layers alone.
+  test::TempDir dir;
+  CreateOptions c;
+  c.virtual_size = vsize;
+  c.block_size = static_cast<uint32_t>(bs);
+  c.logical_sector_size = static_cast<uint32_t>(lss);
+  c.physical_sector_size = 4096;
+  {
+    auto geometry = Image::Create(dir.Join("geometry.vhdx"), c);
+    ASSERT_TRUE(geometry.ok()) << geometry.status().ToString();
+    WL_OK((*geometry)->Close());
+  }
+  c.parent_path = dir.Join("geometry.vhdx");
+  c.type = DiskType::kDifferencing;
+  enum : uint8_t { kUndefined = 0, kData = 1, kZeroed = 2 };
+  const uint64_t sectors = vsize / lss;
+  std::vector<std::unique_ptr<Image>> layers;  // [0] topmost
+  std::vector<std::vector<uint8_t>> state(2, std::vector<uint8_t>(sectors, kUndefined));
+  for (int i = 0; i < 2; ++i) {
+    auto layer = Image::Create(NewMemoryFile(), c);
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    layers.push_back(std::move(*layer));
+  }
+  for (int li = 1; li >= 0; --li) {
+    for (int op = 0; op < 10; ++op) {
+      const uint64_t b = h.Below(span_blocks);
+      auto [off, len] = h.OneIn(4) ? std::pair<uint64_t, uint64_t>{b * bs, std::min(bs, vsize - b * bs)}
+                                   : h.RangeIn(b, 192 << 10);
+      const bool zero = h.OneIn(4);
+      if (zero) {
+        WL_OK(layers[li]->WriteZeroes(off, len));
+      } else {
+        std::vector<uint8_t> garbage(len);
+        for (auto& byte : garbage) byte = static_cast<uint8_t>(h.rng() | 1);
+        WL_OK(layers[li]->Write(off, garbage));
+      }
+      std::fill_n(state[li].begin() + off / lss, len / lss, zero ? kZeroed : kData);
+    }
+  }
+  // What the merge must write: runs of sectors with the same source. Data
+  // runs get the oracle's pattern, written into their source layer.
+  std::vector<uint64_t> ids;
+  uint64_t expected_bytes = 0;
+  auto source_of = [&](uint64_t sector) -> std::pair<int, uint8_t> {
+    for (int li = 0; li < 2; ++li) {
+      if (state[li][sector] != kUndefined) return {li, state[li][sector]};
+    }
+    return {-1, kUndefined};
+  };
+  for (uint64_t sct = 0; sct < sectors;) {
+    const auto src = source_of(sct);
+    uint64_t end = sct + 1;
+    while (end < sectors && source_of(end) == src) ++end;
+    const uint64_t off = sct * lss, len = (end - sct) * lss;
+    if (src.first >= 0) {
+      expected_bytes += len;
+      if (src.second == kZeroed) {
+        ids.push_back(h.mutable_oracle().BeginWrite(off, len, true, false));
+      } else {
+        std::vector<uint8_t> buf(len);
+        ids.push_back(h.mutable_oracle().BeginWrite(off, len, false, false, buf));
+        WL_OK(layers[src.first]->Write(off, buf));
+      }
+    }
+    sct = end;
+  }
+  std::vector<Image*> sources{layers[0].get(), layers[1].get()};
+  auto written = chain::CopyLayers(sources, h.image(), vsize);
+  for (uint64_t id : ids) h.mutable_oracle().EndWrite(id, written.ok());
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  EXPECT_EQ(*written, expected_bytes);
+  WL_OK(h.Flush());
+  // The merged ancestor goes on being written.
+  for (int i = 0; i < 4; ++i) {
+    auto [off, len] = h.RangeIn(h.Below(span_blocks), 32 << 10);
+    WL_OK(h.Write(off, len));
+  }
+  WL_OK(h.Close());
+}
+
 // ---- cut and verify -----------------------------------------------------------
 
 // Checks one cut image; returns "" or what went wrong.
 std::string VerifyCut(const Oracle& oracle, const CrashPoint& point, SparseBytes cut, bool deep,
-                      bool whole_blocks = true, const std::string& parent = "") {
+                      bool whole_blocks = true, const std::string& parent = "",
+                      const Harness::GuidRule& guid_rule = {}) {
   bool dirty = false;
   auto bytes = std::make_shared<SparseBytes>(std::move(cut));
   auto problems = test::CheckBytes(bytes, false, &dirty);
@@ -451,6 +585,12 @@ std::string VerifyCut(const Oracle& oracle, const CrashPoint& point, SparseBytes
   o.parent_path = parent;
   auto image = Image::Open(test::NewSparseFile(bytes), o);
   if (!image.ok()) return "reopen (replay): " + image.status().ToString();
+  if (point.clock >= guid_rule.since) {
+    const Guid id = CurrentDataWriteGuid(**image);
+    if (std::find(guid_rule.allowed.begin(), guid_rule.allowed.end(), id) == guid_rule.allowed.end()) {
+      return "DataWriteGuid " + id.ToString() + " is none of those the chain's linkage accepts";
+    }
+  }
   std::string err = oracle.Verify(**image, point.clock, whole_blocks);
   if (!err.empty()) return "content after replay:\n" + err;
   if (Status s = (*image)->Close(); !s.ok()) return "close after replay: " + s.ToString();
@@ -487,7 +627,7 @@ RunStats CutAll(const Harness& h, uint64_t seed, int variants, const char* name,
         std::mt19937_64 rng(seed * 1000003 + i * 7919 + static_cast<uint64_t>(v));
         SparseBytes cut = test::PowerCut(points[i], rng);
         std::string err = VerifyCut(h.oracle(), points[i], std::move(cut), v % 4 == 0, whole_blocks,
-                                    h.options().parent_path);
+                                    h.options().parent_path, h.guid_rule());
         cuts++;
         if (!err.empty()) {
           failures++;
@@ -591,6 +731,8 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"resize_compact_punch_4096", Opt(64 * kMiB, 1 << 20, 4096, true, 25), ResizeCompact, 30, 1},
         Scenario{"differencing_nopunch", Diff(Opt(64 * kMiB, 1 << 20, 512, false, 26)), DifferencingWrites, 30, 2},
         Scenario{"differencing_4096", Diff(Opt(64 * kMiB, 2 << 20, 4096, true, 27)), DifferencingWrites, 30, 1},
+        Scenario{"merge_nopunch", Opt(64 * kMiB, 1 << 20, 512, false, 28), MergeLayers, 30, 2},
+        Scenario{"merge_2M_4096", Opt(64 * kMiB, 2 << 20, 4096, true, 29), MergeLayers, 30, 1},
         Scenario{"many_commits_ring_wrap", Opt(64 * kMiB, 1 << 20, 512, false, 23), ManyCommits, 3, 1}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
