@@ -34,6 +34,29 @@ const char* LogStateName(LogState state) {
   return "unknown";
 }
 
+// How a link's parent was accepted, for JSON and for people.
+const char* ParentMatchName(ParentMatch match) {
+  switch (match) {
+    case ParentMatch::kNone: return "none";
+    case ParentMatch::kLinkage: return "parent_linkage";
+    case ParentMatch::kLinkage2: return "parent_linkage2";
+    case ParentMatch::kIgnored: return "ignored";
+  }
+  return "?";
+}
+
+std::string ChainLinkText(const ChainLinkInfo& c) {
+  std::string text = c.differencing ? "differencing" : "base";
+  text += ", " + std::to_string(c.virtual_size) + " bytes, log " + LogStateName(c.log_state);
+  switch (c.parent_match) {
+    case ParentMatch::kNone: break;
+    case ParentMatch::kLinkage: text += ", parent matches parent_linkage"; break;
+    case ParentMatch::kLinkage2: text += ", parent matches parent_linkage2 (an interrupted merge?)"; break;
+    case ParentMatch::kIgnored: text += ", parent linkage NOT checked"; break;
+  }
+  return text + ", data write guid " + c.data_write_guid.ToString();
+}
+
 std::string LogStateText(const ImageInfo& info) {
   switch (info.log_state) {
     case LogState::kClean: return "clean";
@@ -127,6 +150,9 @@ Json ToJson(const ImageInfo& info) {
     chain.push_back(Json{{"depth", i},
                          {"path", c.path},
                          {"differencing", c.differencing},
+                         {"virtual_size", c.virtual_size},
+                         {"log", LogStateName(c.log_state)},
+                         {"parent_match", ParentMatchName(c.parent_match)},
                          {"data_write_guid", c.data_write_guid.ToString()}});
   }
   j["chain"] = std::move(chain);
@@ -201,8 +227,7 @@ void PrintHuman(const ImageInfo& info) {
     std::printf("chain:\n");
     for (size_t i = 0; i < info.chain.size(); ++i) {
       const ChainLinkInfo& c = info.chain[i];
-      std::printf("    %zu: %s (%s, data write guid %s)\n", i, c.path.c_str(),
-                  c.differencing ? "differencing" : "base", c.data_write_guid.ToString().c_str());
+      std::printf("    %zu: %s (%s)\n", i, c.path.c_str(), ChainLinkText(c).c_str());
     }
   }
 }

@@ -61,10 +61,22 @@ enum class LogState : uint8_t {
   kReplayedInMemory,   // dirty; replayed in memory (read-only open)
 };
 
+// How a differencing image's parent was accepted.
+enum class ParentMatch : uint8_t {
+  kNone,            // not differencing, or opened without its parents
+  kLinkage,         // the parent's DataWriteGuid equals parent_linkage
+  kLinkage2,        // ... equals parent_linkage2 (a merge into it was started)
+  kIgnored,         // neither; accepted because linkage checks were off
+};
+
 struct ChainLinkInfo {
   std::string path;
   Guid data_write_guid;
   bool differencing = false;
+  uint64_t virtual_size = 0;
+  LogState log_state = LogState::kClean;
+  // How this image's parent (the next link) was accepted.
+  ParentMatch parent_match = ParentMatch::kNone;
 };
 
 struct ImageInfo {

@@ -171,6 +171,10 @@ Result<MergeResult> Merge(const std::string& child_path, const MergeOptions& opt
     if (target == 0) return Status::InvalidArgument(options.into + " is not an ancestor of " + child_path);
   }
   const std::string ancestor_path = chain[target].path;
+  // Refuse before anything is written.
+  if (child_size > chain[target].virtual_size) {
+    return Status::NotSupported("the child is larger than " + ancestor_path + "; resize the ancestor first");
+  }
   MergeResult result;
   result.ancestor = ancestor_path;
 
@@ -206,9 +210,6 @@ Result<MergeResult> Merge(const std::string& child_path, const MergeOptions& opt
   auto ancestor = Image::Open(ancestor_path, ao);
   if (!ancestor.ok()) return ancestor.status().WithContext("opening " + ancestor_path + " for writing");
   Image& dst = **ancestor;
-  if (child_size > dst.virtual_size()) {
-    return Status::NotSupported("the child is larger than " + ancestor_path + "; resize the ancestor first");
-  }
 
   // 3. Copy every sector that some merged layer defines, topmost first.
   std::vector<Image*> sources;

@@ -146,8 +146,10 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
     }
     ImageInfo pinfo = (*parent_image)->Info();
     const Guid& dwg = pinfo.headers[pinfo.headers[0].current ? 0 : 1].data_write_guid;
-    bool matches = (want1 && *want1 == dwg) || (want2 && *want2 == dwg);
-    if (!matches && !options.ignore_parent_linkage) {
+    const ParentMatch match = want1 && *want1 == dwg   ? ParentMatch::kLinkage
+                              : want2 && *want2 == dwg ? ParentMatch::kLinkage2
+                                                       : ParentMatch::kIgnored;
+    if (match == ParentMatch::kIgnored && !options.ignore_parent_linkage) {
       tried += " (DataWriteGuid " + dwg.ToString(true, true) + ")";
       mismatch = true;
       continue;
@@ -157,6 +159,7 @@ Status Image::Impl::OpenParent(const OpenOptions& options) {
                                 std::to_string((*parent_image)->logical_sector_size()) + ", the child " + path +
                                 " " + std::to_string(geo.logical_sector_size));
     }
+    parent_match = match;
     chain = pinfo.chain;
     if (!chain.empty()) chain[0].path = candidate;
     parent = std::move(*parent_image);

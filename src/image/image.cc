@@ -45,9 +45,10 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, const Ope
       return s;
     }
   }
+  const Image::Impl& im = *image->impl_;
   image->impl_->chain.insert(image->impl_->chain.begin(),
-                             ChainLinkInfo{image->impl_->path, image->impl_->header.data_write_guid,
-                                           image->impl_->is_differencing()});
+                             ChainLinkInfo{im.path, im.header.data_write_guid, im.is_differencing(),
+                                           im.geo.virtual_size, im.log_state, im.parent_match});
   return image;
 }
 

@@ -82,6 +82,7 @@ struct Image::Impl {
   // The parent chain (differencing images), opened read-only.
   std::unique_ptr<Image> parent;
   std::vector<ChainLinkInfo> chain;
+  ParentMatch parent_match = ParentMatch::kNone;  // set by OpenParent
 
   // ---- BAT ------------------------------------------------------------------
   // Entries are read without a lock (acquire) and published with release
