@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <set>
 
 #include "format/constants.h"
 #include "image/image_impl.h"
@@ -74,9 +75,13 @@ Status Image::Impl::BeginWrite(bool user_visible) {
   return Status::OK();
 }
 
-void Image::Impl::SetBatEntry(uint64_t bat_index, format::BatEntry entry, FreeSpace::Extent freed) {
-  bat[bat_index].store(entry.Encode(), std::memory_order_release);
+void Image::Impl::SetBatEntry(uint64_t bat_index, format::BatEntry entry, FreeSpace::Extent freed,
+                              bool needs_barrier) {
+  // Stored under meta_mu_ so that a commit's snapshot sees the entry and
+  // its barrier flag together or neither.
   std::lock_guard lock(meta_mu_);
+  bat[bat_index].store(entry.Encode(), std::memory_order_release);
+  if (needs_barrier) data_barrier_needed = true;
   if (dirty_bat_pages.insert(bat_index / kEntriesPerPage).second) dirty_count.fetch_add(1);
   if (freed.length != 0) pending_free.push_back(freed);
 }
@@ -96,8 +101,13 @@ Status Image::Impl::CommitMetadata() {
   std::vector<std::array<uint8_t, kPage>> buffers;
   std::vector<uint64_t> targets;
   std::vector<FreeSpace::Extent> frees;
+  bool barrier;
+  size_t dirty_bat_count;
   {
     std::lock_guard lock(meta_mu_);
+    barrier = data_barrier_needed;
+    data_barrier_needed = false;
+    dirty_bat_count = dirty_bat_pages.size();
     buffers.reserve(dirty_bat_pages.size() + dirty_sb_pages.size() + dirty_pages.size());
     for (uint64_t page : dirty_bat_pages) {
       std::array<uint8_t, kPage> buf{};
@@ -133,6 +143,49 @@ Status Image::Impl::CommitMetadata() {
     return s;
   };
 
+  // The fast path writes the entry without a leading flush; its one flush
+  // makes the data, the entry and the previous commit's applies durable
+  // together. Allowed only when nothing in the snapshot depends on earlier
+  // data being durable first: BAT pages alone (no sector bitmap or other
+  // metadata pages), none of whose new entries asked for a barrier, and
+  // room in one entry for the previous commit's applies, which it carries
+  // because no flush covered them yet (invariant 3). A session's first
+  // commit always takes the slow path, which also establishes a durable
+  // file size for FlushedFileOffset (invariant 11).
+  if (!barrier && durable_file_size != 0 && log_writer && buffers.size() == dirty_bat_count) {
+    std::vector<LogWriter::Page> pages;
+    std::set<uint64_t> fresh(targets.begin(), targets.end());
+    for (const auto& [target, bytes] : unflushed_applies) {
+      if (!fresh.count(target)) pages.push_back({target, bytes.data()});
+    }
+    const size_t carried = pages.size();
+    for (size_t i = 0; i < buffers.size(); ++i) pages.push_back({targets[i], buffers[i].data()});
+    if (!buffers.empty() && pages.size() <= log_writer->MaxPagesPerEntry()) {
+      auto size = file->Size();
+      if (!size.ok()) return fail(size.status());
+      uint64_t last_size;
+      {
+        std::lock_guard lock(alloc_mu_);
+        last_size = std::max(AlignUp(*size, kMiB), file_end);
+      }
+      const uint64_t flushed_size = durable_file_size / kMiB * kMiB;
+      if (Status s = log_writer->Append(pages, flushed_size, last_size); !s.ok()) return fail(s);
+      if (Status s = file->Flush(); !s.ok()) return fail(s);
+      durable_file_size = *size;
+      // Carried pages are durable now; this commit's are applied next.
+      std::vector<std::pair<uint64_t, std::array<uint8_t, kPage>>> applied;
+      for (size_t i = carried; i < pages.size(); ++i) {
+        if (Status s = file->WriteAt(pages[i].file_offset, std::span<const uint8_t>(pages[i].data, kPage)); !s.ok()) {
+          return fail(s);
+        }
+        applied.emplace_back(targets[i - carried], buffers[i - carried]);
+      }
+      unflushed_applies = std::move(applied);
+      single_flush_commits++;
+      return ReleaseFrees(frees);
+    }
+  }
+
   // 2. Data (and every earlier apply) durable before the log entry. The
   //    size is read before the flush: a concurrent allocation may grow the
   //    file after it, and FlushedFileOffset must never exceed a size that
@@ -141,6 +194,8 @@ Status Image::Impl::CommitMetadata() {
   auto size = file->Size();
   if (!size.ok()) return fail(size.status());
   if (Status s = file->Flush(); !s.ok()) return fail(s);
+  durable_file_size = *size;
+  unflushed_applies.clear();
   if (!buffers.empty()) {
     const uint64_t flushed_size = *size / kMiB * kMiB;
     uint64_t last_size;
@@ -184,17 +239,21 @@ Status Image::Impl::CommitMetadata() {
         }
       }
       // 4. Apply to the final locations (made durable by the next flush).
-      for (const auto& p : pages) {
-        if (Status s = file->WriteAt(p.file_offset, std::span<const uint8_t>(p.data, kPage)); !s.ok()) {
-          return fail(s);
-        }
+      unflushed_applies.clear();
+      for (size_t i = start; i < end; ++i) {
+        if (Status s = file->WriteAt(targets[i], buffers[i]); !s.ok()) return fail(s);
+        unflushed_applies.emplace_back(targets[i], buffers[i]);
       }
     }
   }
-  // 5. The changes are durable in the log: space they freed may be reused,
-  //    and what was not punched yet (space that had to keep its data until
-  //    now, e.g. a differencing block trimmed back to its parent) is given
-  //    back to the host file system, so it also comes back known-zero.
+  return ReleaseFrees(frees);
+}
+
+// 5. The changes are durable in the log: space they freed may be reused,
+//    and what was not punched yet (space that had to keep its data until
+//    now, e.g. a differencing block trimmed back to its parent) is given
+//    back to the host file system, so it also comes back known-zero.
+Status Image::Impl::ReleaseFrees(std::vector<FreeSpace::Extent>& frees) {
   for (auto& f : frees) {
     if (!f.known_zero) f.known_zero = file->PunchHole(f.offset, f.length).ok();
   }

@@ -119,6 +119,10 @@ struct Image::Impl {
   // so a commit snapshots frees together with the pages that free them;
   // released to free_space once the commit is durable (invariant 4).
   std::vector<FreeSpace::Extent> pending_free;
+  // Some entry published since the last snapshot must not be logged before
+  // the data it points at is durable (invariant 1): the commit then needs
+  // its leading flush. Set together with the entry, under meta_mu_.
+  bool data_barrier_needed = false;
   // Cached sector-bitmap pages (file offset -> 4 KiB) for differencing
   // images: the authoritative copy of every page we modified.
   std::map<uint64_t, std::vector<uint8_t>> sb_pages;
@@ -131,10 +135,23 @@ struct Image::Impl {
   FreeSpace free_space;
   // File size as far as allocation is concerned (objects + free space).
   uint64_t file_end = 0;
+  // Everything from here up has never been handed out in this session and
+  // lies past the file's size at open: it reads as zero after any crash.
+  uint64_t never_used_from = 0;
 
   // ---- commit and flush ------------------------------------------------------
   std::mutex commit_mu_;
   std::unique_ptr<LogWriter> log_writer;  // guarded by commit_mu_
+  // Pages the last commit applied that no flush has covered since, with the
+  // bytes applied (guarded by commit_mu_). A commit that skips its leading
+  // flush carries them in its entry (invariant 3).
+  std::vector<std::pair<uint64_t, std::array<uint8_t, 4096>>> unflushed_applies;
+  // File size sampled before the last successful flush of a commit: a size
+  // that is durable from then on, since the file only grows while open
+  // (guarded by commit_mu_; invariant 11).
+  uint64_t durable_file_size = 0;
+  // Commits that took the single-flush path (guarded by commit_mu_; tests).
+  uint64_t single_flush_commits = 0;
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
   uint64_t flush_requested = 0;  // guarded by flush_mu_
@@ -163,7 +180,9 @@ struct Image::Impl {
   Status TrimBlockRange(uint64_t block, uint64_t in_block, uint64_t length, TrimMode mode);
 
   // Space management (write.cc).
-  Result<FreeSpace::Extent> AllocateSpace(uint64_t length);
+  // `never_used` (optional) tells whether the space lies wholly at or above
+  // never_used_from, i.e. reads as zero after a crash whatever is logged.
+  Result<FreeSpace::Extent> AllocateSpace(uint64_t length, bool* never_used = nullptr);
   // Returns never-referenced space straight to the free pool.
   void ReturnSpace(const FreeSpace::Extent& extent);
   // Sector bitmap helpers for differencing images (write.cc).
@@ -175,9 +194,15 @@ struct Image::Impl {
   Status BeginWrite(bool user_visible);
   Status WriteHeaderLocked(const format::Header& next);  // meta_mu_ held
   // Publishes a BAT entry and marks its page dirty; `freed` (length 0 for
-  // none) becomes reusable once the change is durable.
-  void SetBatEntry(uint64_t bat_index, format::BatEntry entry, FreeSpace::Extent freed = {0, 0, false});
+  // none) becomes reusable once the change is durable. `needs_barrier`
+  // false only for an entry whose data may become durable together with
+  // its log entry (never-used space in a base image, whose old content is
+  // zeros): the commit may then skip its leading flush.
+  void SetBatEntry(uint64_t bat_index, format::BatEntry entry, FreeSpace::Extent freed = {0, 0, false},
+                   bool needs_barrier = true);
   Status CommitMetadata();     // commit_mu_ not held by caller
+  // Makes space freed by a durable commit reusable (commit_mu_ held).
+  Status ReleaseFrees(std::vector<FreeSpace::Extent>& frees);
   Status FlushAll();
   Status MaybeCommit();
   Status CloseClean();

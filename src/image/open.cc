@@ -506,6 +506,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     // Everything not owned by a structure is free, with unknown content.
     std::lock_guard lock(alloc_mu_);
     file_end = AlignUp(file_size, kMiB);
+    never_used_from = file_end;
     uint64_t units = file_end / kMiB;
     for (uint64_t u = 1; u < units;) {
       if (space.Owned(u)) {

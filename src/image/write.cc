@@ -14,9 +14,14 @@ namespace {
 constexpr uint64_t kPage = 4096;
 }  // namespace
 
-Result<FreeSpace::Extent> Image::Impl::AllocateSpace(uint64_t length) {
+Result<FreeSpace::Extent> Image::Impl::AllocateSpace(uint64_t length, bool* never_used) {
   std::lock_guard lock(alloc_mu_);
-  if (auto e = free_space.Take(length)) return *e;
+  auto handed_out = [&](const FreeSpace::Extent& e) {
+    if (never_used) *never_used = e.offset >= never_used_from;
+    never_used_from = std::max(never_used_from, e.offset + e.length);
+    return e;
+  };
+  if (auto e = free_space.Take(length)) return handed_out(*e);
   // Grow in large steps (1/8 of the file, 16 MiB to 1 GiB) so that a stream
   // of allocations does not change the file size every time; the trailing
   // free space is given back on close.
@@ -32,7 +37,7 @@ Result<FreeSpace::Extent> Image::Impl::AllocateSpace(uint64_t length) {
     if (s.ok()) {
       free_space.Add(file_end, grow, true);
       file_end = new_end;
-      return *free_space.Take(length);
+      return handed_out(*free_space.Take(length));
     }
     // Only a full file system is worth a smaller try; any other error is
     // reported as it is.
@@ -164,10 +169,11 @@ Status Image::Impl::WriteBlockRange(uint64_t block, uint64_t in_block, std::span
   FreeSpace::Extent space;
   const bool anchored = (e.state == format::kPayloadUndefined || e.state == format::kPayloadUnmapped) &&
                         e.file_offset != 0;
+  bool never_used = false;
   if (anchored) {
     space = {e.file_offset, geo.block_size, false};  // soft anchor: the block's own space
   } else {
-    auto s = AllocateSpace(geo.block_size);
+    auto s = AllocateSpace(geo.block_size, &never_used);
     if (!s.ok()) return s.status();
     space = *s;
   }
@@ -195,7 +201,10 @@ Status Image::Impl::WriteBlockRange(uint64_t block, uint64_t in_block, std::span
     give_back();
     return s;
   }
-  SetBatEntry(idx, {format::kPayloadFullyPresent, space.offset});
+  // The block read as zeros before (a differencing block read its parent),
+  // and never-used space reads as zeros after a crash: the entry may reach
+  // the log together with its data rather than after it.
+  SetBatEntry(idx, {format::kPayloadFullyPresent, space.offset}, {0, 0, false}, !never_used || is_differencing());
   return Status::OK();
 }
 

@@ -387,6 +387,37 @@ void BigCommits(Harness& h) {
   }
 }
 
+// Sync writes into a fresh base image: each write allocates a block in
+// never-used space and is followed by a flush, so commits take the
+// single-flush path (entry and data durable together, the previous
+// commit's applies carried in the entry); overwrites, FUA writes and an
+// occasional trim (whose freed space is reused, forcing the leading flush)
+// interleave with them. Consecutive new blocks have their BAT entries on
+// different BAT pages, so a commit whose entry does not carry the previous
+// commit's pages loses them when their applies are cut.
+void SyncWrites(Harness& h) {
+  const uint64_t bs = h.options().block_size;
+  const uint64_t stride = 509;  // BAT entries per page are at most 512
+  ASSERT_GT(h.blocks(), 4 * stride);
+  std::vector<uint64_t> used;
+  auto new_block = [&] { return (used.size() * stride + used.size() / 4) % h.blocks(); };
+  for (int i = 0; i < 40; ++i) {
+    if (h.OneIn(8) && used.size() > 2) {
+      WL_OK(h.Trim(used[h.Below(used.size())] * bs, bs));
+    } else if (h.OneIn(4) && !used.empty()) {
+      auto [off, len] = h.RangeIn(used[h.Below(used.size())], 16 << 10);
+      WL_OK(h.Write(off, len, h.OneIn(3)));
+    } else {
+      const uint64_t b = new_block();
+      used.push_back(b);
+      auto [off, len] = h.RangeIn(b, 16 << 10);
+      WL_OK(h.Write(off, len));
+    }
+    WL_OK(h.Flush());
+  }
+  WL_OK(h.Close());
+}
+
 // Many small commits: the log ring wraps several times.
 void ManyCommits(Harness& h) {
   const uint64_t bs = h.options().block_size;
@@ -733,6 +764,8 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"differencing_4096", Diff(Opt(64 * kMiB, 2 << 20, 4096, true, 27)), DifferencingWrites, 30, 1},
         Scenario{"merge_nopunch", Opt(64 * kMiB, 1 << 20, 512, false, 28), MergeLayers, 30, 2},
         Scenario{"merge_2M_4096", Opt(64 * kMiB, 2 << 20, 4096, true, 29), MergeLayers, 30, 1},
+        Scenario{"sync_writes_1M_512", Opt(4096 * kMiB, 1 << 20, 512, false, 30), SyncWrites, 30, 2},
+        Scenario{"sync_writes_1M_4096_punch", Opt(4096 * kMiB, 1 << 20, 4096, true, 31), SyncWrites, 30, 1},
         Scenario{"many_commits_ring_wrap", Opt(64 * kMiB, 1 << 20, 512, false, 23), ManyCommits, 3, 1}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "image/image_impl.h"
 #include "support/test_util.h"
 #include "vhdx/check.h"
 #include "vhdx/image.h"
@@ -547,6 +548,90 @@ TEST(WritePathConcurrencyTest, FreeAndReuseAcrossThreads) {
         EXPECT_TRUE(offsets.insert(off).second) << "block " << b << " shares space at " << off;
       }
     }
+  }
+}
+
+// ---- flushes per commit -----------------------------------------------------
+
+// Counts the file flushes an image makes.
+class FlushCountingFile : public FileWrapper {
+ public:
+  FlushCountingFile(std::unique_ptr<File> target, std::atomic<int>* flushes)
+      : FileWrapper(std::move(target)), flushes_(flushes) {}
+  Status Flush() override {
+    flushes_->fetch_add(1);
+    return FileWrapper::Flush();
+  }
+
+ private:
+  std::atomic<int>* flushes_;
+};
+
+// Flushes made by `op` on `image`.
+template <typename Op>
+int FlushesOf(std::atomic<int>& counter, Op op) {
+  const int before = counter.load();
+  op();
+  return counter.load() - before;
+}
+
+// A sync write that allocates a block in never-used space of a base image
+// costs one flush (entry and data durable together); one that reuses freed
+// space, or any allocation in a differencing image (whose old content is the
+// parent's, not zeros), keeps the leading flush that makes the data durable
+// before the entry (invariants 1 and 2).
+TEST(WritePathTest, SyncWriteCommitsFlushOnceOnlyIntoNeverUsedSpace) {
+  TempDir dir;
+  CreateOptions c;
+  c.virtual_size = 64 * kMiB;
+  c.block_size = 1 << 20;
+  {
+    auto parent = Image::Create(dir.Join("parent.vhdx"), c);
+    ASSERT_TRUE(parent.ok()) << parent.status().ToString();
+    ASSERT_TRUE((*parent)->Close().ok());
+  }
+  for (bool differencing : {false, true}) {
+    SCOPED_TRACE(differencing ? "differencing" : "base");
+    std::atomic<int> flushes{0};
+    CreateOptions cc = c;
+    if (differencing) cc.parent_path = dir.Join("parent.vhdx");
+    auto created = Image::Create(std::make_unique<FlushCountingFile>(NewMemoryFile(), &flushes), cc);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    Image& image = **created;
+    Image::Impl& impl = ImageAccess::Get(image);
+    std::vector<uint8_t> data = test::Pattern(7, 4096);
+    // The session's first commit establishes the log and a durable size.
+    ASSERT_TRUE(image.Write(0, data).ok());
+    ASSERT_TRUE(image.Flush().ok());
+    const uint64_t single_before = impl.single_flush_commits;
+    for (uint64_t b = 1; b <= 4; ++b) {
+      // Differencing: whole blocks (a partial write there also changes the
+      // sector bitmap, which always takes the leading flush).
+      const int n = FlushesOf(flushes, [&] {
+        if (differencing) {
+          ASSERT_TRUE(image.Write(b * (1 << 20), test::Pattern(b, 1 << 20)).ok());
+        } else {
+          ASSERT_TRUE(image.Write(b * (1 << 20) + 8192, data).ok());
+        }
+        ASSERT_TRUE(image.Flush().ok());
+      });
+      EXPECT_EQ(n, differencing ? 2 : 1) << "block " << b;
+    }
+    EXPECT_EQ(impl.single_flush_commits - single_before, differencing ? 0u : 4u);
+    // A flush with nothing to commit is one flush.
+    EXPECT_EQ(FlushesOf(flushes, [&] { ASSERT_TRUE(image.Flush().ok()); }), 1);
+    if (!differencing) {
+      // Freed space reused: the leading flush is back.
+      ASSERT_TRUE(image.Trim(2 * (1 << 20), 1 << 20).ok());
+      ASSERT_TRUE(image.Flush().ok());
+      const int n = FlushesOf(flushes, [&] {
+        ASSERT_TRUE(image.Write(9 * (1 << 20), data).ok());
+        ASSERT_TRUE(image.Flush().ok());
+      });
+      EXPECT_EQ(n, 2);
+      EXPECT_EQ(ImageAccess::Get(image).single_flush_commits - single_before, 4u);
+    }
+    ASSERT_TRUE(image.Close().ok());
   }
 }
 
