@@ -65,7 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto rw_file = file->Clone(true);
 
   OpenOptions ro;
-  auto ro_image = Image::Open(std::make_unique<BorrowedFile>(file.get()), ro);
+  auto ro_image = Image::Open(BorrowFile(file.get()), ro);
   if (getenv("FUZZ_VERBOSE")) {
     std::fprintf(stderr, "read-only open: %s\n",
                  ro_image.ok() ? ("OK, entries replayed: " + std::to_string((*ro_image)->Info().log_entries_replayed)).c_str()
@@ -81,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   OpenOptions rw;
   rw.read_only = false;
-  auto rw_image = Image::Open(std::make_unique<BorrowedFile>(rw_file.get()), rw);
+  auto rw_image = Image::Open(BorrowFile(rw_file.get()), rw);
   FUZZ_CHECK_MSG(rw_image.ok() == ro_image.ok(),
                  "read-only open: " + (ro_image.ok() ? std::string("OK") : ro_image.status().ToString()) +
                      "; read-write open: " + (rw_image.ok() ? std::string("OK") : rw_image.status().ToString()));
@@ -90,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK_MSG(rw_content == ro_content, "replay in memory and replay to the file disagree");
   FUZZ_CHECK((*rw_image)->Close().ok());
   // Replayed and closed cleanly: opens again with the same content.
-  auto again = Image::Open(std::make_unique<BorrowedFile>(rw_file.get()), ro);
+  auto again = Image::Open(BorrowFile(rw_file.get()), ro);
   FUZZ_CHECK_MSG(again.ok(), again.status().ToString());
   FUZZ_CHECK(Digest(**again) == rw_content);
   return 0;

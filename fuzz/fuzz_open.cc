@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ro.read_only = true;
   ro.open_parents = false;
   {
-    auto image = Image::Open(std::make_unique<BorrowedFile>(in.file.get()), ro);
+    auto image = Image::Open(BorrowFile(in.file.get()), ro);
     if (getenv("FUZZ_VERBOSE")) std::fprintf(stderr, "open: %s\n", image.ok() ? "OK" : image.status().ToString().c_str());
     if (image.ok()) {
       ExerciseImage(**image, 256);
@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   OpenOptions rw;
   rw.read_only = false;
   rw.open_parents = false;
-  auto image = Image::Open(std::make_unique<BorrowedFile>(rw_copy.get()), rw);
+  auto image = Image::Open(BorrowFile(rw_copy.get()), rw);
   if (!image.ok()) return 0;
   Image& img = **image;
   const uint64_t vsize = img.virtual_size();
@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   image->reset();
   if (!wrote_ok || !closed.ok()) return 0;  // e.g. the sparse file's budget
   // What we closed cleanly must open again (differencing images alone).
-  auto again = Image::Open(std::make_unique<BorrowedFile>(rw_copy.get()), ro);
+  auto again = Image::Open(BorrowFile(rw_copy.get()), ro);
   FUZZ_CHECK_MSG(again.ok(), again.status().ToString());
   ExerciseImage(**again, 64);
   return 0;

@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opts.block_size = 1 << 20;
   opts.logical_sector_size = lss;
   opts.type = (config & 1) ? DiskType::kFixed : DiskType::kDynamic;
-  auto created = Image::Create(std::make_unique<BorrowedFile>(&file), opts);
+  auto created = Image::Create(BorrowFile(&file), opts);
   FUZZ_CHECK_MSG(created.ok(), created.status().ToString());
   Disk disk(std::move(*created));
   // Reused between inputs: large per-input allocations cost page faults.
@@ -135,7 +135,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Status closed = disk.Close();
   FUZZ_CHECK_MSG(closed.ok(), closed.ToString());
-  auto again = Image::Open(std::make_unique<BorrowedFile>(&file), OpenOptions{});
+  auto again = Image::Open(BorrowFile(&file), OpenOptions{});
   FUZZ_CHECK_MSG(again.ok(), again.status().ToString());
   all.assign(vsize, 0);
   FUZZ_CHECK((*again)->Read(0, all).ok());

@@ -325,7 +325,7 @@ std::unique_ptr<SparseFile> BuildImage(uint64_t virtual_size, uint32_t block_siz
   opts.block_size = block_size;
   opts.logical_sector_size = lss;
   opts.type = type;
-  auto image = Image::Create(std::make_unique<BorrowedFile>(file.get()), opts);
+  auto image = Image::Create(BorrowFile(file.get()), opts);
   FUZZ_CHECK_MSG(image.ok(), image.status().ToString());
   FUZZ_CHECK((*image)->Close().ok());
   return file;
@@ -336,7 +336,7 @@ DirtyImage BuildDirtyImage() {
   CreateOptions opts;
   opts.virtual_size = 4 << 20;
   opts.block_size = 1 << 20;
-  auto image = Image::Create(std::make_unique<BorrowedFile>(&file), opts);
+  auto image = Image::Create(BorrowFile(&file), opts);
   FUZZ_CHECK_MSG(image.ok(), image.status().ToString());
   std::vector<uint8_t> buf(16 << 10);
   for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 7 + 1);

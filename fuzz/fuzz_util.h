@@ -82,25 +82,6 @@ class SparseFile final : public File {
   uint64_t bytes_written_ = 0;  // guarded by mu_
 };
 
-// Forwards to a File it does not own (so a test can keep looking at a file
-// an Image owns and will close).
-class BorrowedFile final : public File {
- public:
-  explicit BorrowedFile(File* f) : f_(f) {}
-  Status ReadAt(uint64_t o, std::span<uint8_t> out) override { return f_->ReadAt(o, out); }
-  Status WriteAt(uint64_t o, std::span<const uint8_t> d) override { return f_->WriteAt(o, d); }
-  Status Flush() override { return f_->Flush(); }
-  Result<uint64_t> Size() override { return f_->Size(); }
-  Status Truncate(uint64_t s) override { return f_->Truncate(s); }
-  Status ZeroRange(uint64_t o, uint64_t l) override { return f_->ZeroRange(o, l); }
-  Status PunchHole(uint64_t o, uint64_t l) override { return f_->PunchHole(o, l); }
-  Status Allocate(uint64_t o, uint64_t l) override { return f_->Allocate(o, l); }
-  std::string Name() const override { return f_->Name(); }
-  bool IsWritable() const override { return f_->IsWritable(); }
-
- private:
-  File* f_;
-};
 
 // ---- the sparse image input format ------------------------------------------
 //

@@ -85,7 +85,7 @@ std::unique_ptr<SparseFile> Build(uint64_t vsize, uint32_t bs, uint32_t lss, Dis
   opts.block_size = bs;
   opts.logical_sector_size = lss;
   opts.type = type;
-  auto image = Image::Create(std::make_unique<BorrowedFile>(file.get()), opts);
+  auto image = Image::Create(BorrowFile(file.get()), opts);
   if (!image.ok()) {
     std::fprintf(stderr, "create: %s\n", image.status().ToString().c_str());
     std::exit(1);

@@ -81,6 +81,12 @@ enum class FileMode {
 
 VHDX_EXPORT Result<std::unique_ptr<File>> OpenPosixFile(const std::string& path, FileMode mode);
 
+// Forwards every call to `file`, which the caller keeps owning and must keep
+// alive longer than the returned File. Image::Open and Image::Create take
+// ownership of their file; with this, a caller can close an image and
+// reopen it on the same file, or look at the file after the image is gone.
+VHDX_EXPORT std::unique_ptr<File> BorrowFile(File* file);
+
 // An empty growable in-memory file, or one holding `contents`.
 VHDX_EXPORT std::unique_ptr<File> NewMemoryFile(std::vector<uint8_t> contents = {});
 

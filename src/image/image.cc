@@ -235,25 +235,14 @@ Result<std::vector<Extent>> Image::Map(uint64_t offset, uint64_t length) {
         push({voff, n, Extent::Kind::kZero, 0, 0});
         return Status::OK();
       case format::kPayloadPartiallyPresent: {
-        uint64_t sector = voff / lss;
-        std::vector<uint8_t> bits;
-        if (Status s = im.ReadSectorBitmap(sector / format::kSectorsPerChunk, sector % format::kSectorsPerChunk,
-                                           n / lss, &bits);
-            !s.ok()) {
-          return s;
-        }
-        uint64_t i = 0, count = n / lss;
-        while (i < count) {
-          uint64_t j = i + 1;
-          while (j < count && bits[j] == bits[i]) ++j;
-          if (bits[i]) {
-            push({voff + i * lss, (j - i) * lss, Extent::Kind::kData, e.file_offset + in_block + i * lss, 0});
-          } else if (Status s = from_parent(voff + i * lss, (j - i) * lss); !s.ok()) {
-            return s;
-          }
-          i = j;
-        }
-        return Status::OK();
+        const uint64_t sector = voff / lss;
+        return im.ForEachSectorRun(sector / format::kSectorsPerChunk, sector % format::kSectorsPerChunk, n / lss,
+                                   [&](bool present, uint64_t i, uint64_t count) -> Status {
+                                     if (!present) return from_parent(voff + i * lss, count * lss);
+                                     push({voff + i * lss, count * lss, Extent::Kind::kData,
+                                           e.file_offset + in_block + i * lss, 0});
+                                     return Status::OK();
+                                   });
       }
       case format::kPayloadNotPresent:
         if (im.is_differencing()) return from_parent(voff, n);

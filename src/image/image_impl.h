@@ -174,7 +174,14 @@ struct Image::Impl {
 
   Status ReadParent(uint64_t voff, std::span<uint8_t> out);
   Status ReadBlockRange(uint64_t block, uint64_t in_block, std::span<uint8_t> out);
-  Status ReadSectorBitmap(uint64_t chunk, uint64_t first_sector, uint64_t count, std::vector<uint8_t>* bits);
+  // Copies bytes [first_byte, last_byte) of `chunk`'s sector bitmap into
+  // `out` (zeros when the chunk has no bitmap block).
+  Status ReadSectorBitmapBytes(uint64_t chunk, uint64_t first_byte, uint64_t last_byte, uint8_t* out);
+  // Calls fn(present, index, n) -> Status for each run of equal bits among
+  // the `count` bits of `chunk`'s sector bitmap from bit `first_sector`
+  // (index counts from first_sector), in order, stopping at an error.
+  template <typename Fn>
+  Status ForEachSectorRun(uint64_t chunk, uint64_t first_sector, uint64_t count, Fn&& fn);
   Status WriteBlockRange(uint64_t block, uint64_t in_block, std::span<const uint8_t> data);
   Status ZeroBlockRange(uint64_t block, uint64_t in_block, uint64_t length);
   Status TrimBlockRange(uint64_t block, uint64_t in_block, uint64_t length, TrimMode mode);
@@ -234,6 +241,44 @@ struct Image::Impl {
 };
 
 // Access to an Image's internals for library code outside src/image.
+template <typename Fn>
+Status Image::Impl::ForEachSectorRun(uint64_t chunk, uint64_t first_sector, uint64_t count, Fn&& fn) {
+  const uint64_t first_byte = first_sector / 8;
+  const uint64_t last_byte = (first_sector + count + 7) / 8;
+  // Requests up to 1 MiB (512-byte sectors) scan a buffer on the stack; a
+  // whole large block needs up to 64 KiB.
+  std::array<uint8_t, 256> small;
+  std::vector<uint8_t> large;
+  uint8_t* raw = small.data();
+  if (last_byte - first_byte > small.size()) {
+    large.resize(last_byte - first_byte);
+    raw = large.data();
+  }
+  if (Status s = ReadSectorBitmapBytes(chunk, first_byte, last_byte, raw); !s.ok()) return s;
+  auto bit = [&](uint64_t i) {
+    const uint64_t b = first_sector + i;
+    return ((raw[b / 8 - first_byte] >> (b % 8)) & 1) != 0;
+  };
+  for (uint64_t i = 0; i < count;) {
+    const bool present = bit(i);
+    const uint8_t same = present ? 0xff : 0x00;
+    uint64_t j = i + 1;
+    while (j < count) {
+      const uint64_t b = first_sector + j;
+      if (b % 8 == 0 && j + 8 <= count && raw[b / 8 - first_byte] == same) {
+        j += 8;  // a whole byte of the same bit
+      } else if (bit(j) == present) {
+        ++j;
+      } else {
+        break;
+      }
+    }
+    if (Status s = fn(present, i, j - i); !s.ok()) return s;
+    i = j;
+  }
+  return Status::OK();
+}
+
 struct ImageAccess {
   static Image::Impl& Get(Image& image) { return *image.impl_; }
 };

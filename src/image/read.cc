@@ -17,47 +17,31 @@ Status Image::Impl::CheckAlive() const {
   return Status::OK();
 }
 
-// Reads `count` bits of the sector bitmap of `chunk` starting at bit
-// `first_sector` into `bits` (one byte per sector, 0 or 1).
-Status Image::Impl::ReadSectorBitmap(uint64_t chunk, uint64_t first_sector, uint64_t count,
-                                     std::vector<uint8_t>* bits) {
+Status Image::Impl::ReadSectorBitmapBytes(uint64_t chunk, uint64_t first_byte, uint64_t last_byte,
+                                          uint8_t* out) {
   format::BatEntry sb = LoadEntry(geo.BatIndexOfSectorBitmap(chunk));
-  bits->assign(count, 0);
-  if (sb.state != format::kSbPresent) return Status::OK();
-  uint64_t first_byte = first_sector / 8;
-  uint64_t last_byte = (first_sector + count + 7) / 8;
-  std::vector<uint8_t> raw(last_byte - first_byte);
-  // Pages we changed live in sb_pages (under meta_mu_); the rest is on disk.
-  uint64_t base = sb.file_offset;
-  {
-    std::unique_lock lock(meta_mu_);
-    uint64_t pos = first_byte;
-    while (pos < last_byte) {
-      uint64_t page_off = base + pos / 4096 * 4096;
-      uint64_t in_page = pos % 4096;
-      uint64_t n = std::min<uint64_t>(4096 - in_page, last_byte - pos);
-      auto it = sb_pages.find(page_off);
-      if (it != sb_pages.end()) {
-        std::memcpy(raw.data() + (pos - first_byte), it->second.data() + in_page, n);
-      } else {
-        lock.unlock();
-        if (Status s = file->ReadAt(page_off + in_page, std::span<uint8_t>(raw.data() + (pos - first_byte), n));
-            !s.ok()) {
-          return s;
-        }
-        lock.lock();
-        // A writer may have cached (and changed) the page meanwhile.
-        auto again = sb_pages.find(page_off);
-        if (again != sb_pages.end()) {
-          std::memcpy(raw.data() + (pos - first_byte), again->second.data() + in_page, n);
-        }
-      }
-      pos += n;
-    }
+  if (sb.state != format::kSbPresent) {
+    std::memset(out, 0, last_byte - first_byte);
+    return Status::OK();
   }
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t bit = first_sector + i;
-    (*bits)[i] = (raw[bit / 8 - first_byte] >> (bit % 8)) & 1;
+  // Pages we changed live in sb_pages (under meta_mu_); the rest is on disk.
+  const uint64_t base = sb.file_offset;
+  std::unique_lock lock(meta_mu_);
+  for (uint64_t pos = first_byte; pos < last_byte;) {
+    const uint64_t page_off = base + pos / 4096 * 4096;
+    const uint64_t in_page = pos % 4096;
+    const uint64_t n = std::min<uint64_t>(4096 - in_page, last_byte - pos);
+    uint8_t* dst = out + (pos - first_byte);
+    auto it = sb_pages.find(page_off);
+    if (it == sb_pages.end()) {
+      lock.unlock();
+      if (Status s = file->ReadAt(page_off + in_page, std::span<uint8_t>(dst, n)); !s.ok()) return s;
+      lock.lock();
+      // A writer may have cached (and changed) the page meanwhile.
+      it = sb_pages.find(page_off);
+    }
+    if (it != sb_pages.end()) std::memcpy(dst, it->second.data() + in_page, n);
+    pos += n;
   }
   return Status::OK();
 }
@@ -84,21 +68,11 @@ Status Image::Impl::ReadBlockRange(uint64_t block, uint64_t in_block, std::span<
       const uint64_t sector = voff / lss;
       const uint64_t chunk = sector / format::kSectorsPerChunk;
       const uint64_t first_bit = sector % format::kSectorsPerChunk;
-      const uint64_t count = out.size() / lss;
-      std::vector<uint8_t> bits;
-      if (Status s = ReadSectorBitmap(chunk, first_bit, count, &bits); !s.ok()) return s;
-      // Coalesce runs of equal bits into single reads.
-      uint64_t i = 0;
-      while (i < count) {
-        uint64_t j = i + 1;
-        while (j < count && bits[j] == bits[i]) ++j;
-        std::span<uint8_t> piece = out.subspan(i * lss, (j - i) * lss);
-        Status s = bits[i] ? file->ReadAt(e.file_offset + in_block + i * lss, piece)
-                           : ReadParent(voff + i * lss, piece);
-        if (!s.ok()) return s;
-        i = j;
-      }
-      return Status::OK();
+      // One read per run of present (this file) or absent (parent) sectors.
+      return ForEachSectorRun(chunk, first_bit, out.size() / lss, [&](bool present, uint64_t i, uint64_t n) {
+        std::span<uint8_t> piece = out.subspan(i * lss, n * lss);
+        return present ? file->ReadAt(e.file_offset + in_block + i * lss, piece) : ReadParent(voff + i * lss, piece);
+      });
     }
     case format::kPayloadNotPresent:
       if (is_differencing()) return ReadParent(voff, out);

@@ -3,6 +3,7 @@
 // Implementations that have a faster way (fallocate) override these and call
 // back into File::ZeroRange when the host file system cannot help.
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "vhdx/file.h"
@@ -21,6 +22,30 @@ alignas(4096) uint8_t zero_buffer[kZeroChunk];
 }  // namespace
 
 File::~File() = default;
+
+namespace {
+
+class BorrowedFile final : public File {
+ public:
+  explicit BorrowedFile(File* target) : target_(target) {}
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return target_->ReadAt(offset, out); }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override { return target_->WriteAt(offset, data); }
+  Status Flush() override { return target_->Flush(); }
+  Result<uint64_t> Size() override { return target_->Size(); }
+  Status Truncate(uint64_t size) override { return target_->Truncate(size); }
+  Status ZeroRange(uint64_t offset, uint64_t length) override { return target_->ZeroRange(offset, length); }
+  Status PunchHole(uint64_t offset, uint64_t length) override { return target_->PunchHole(offset, length); }
+  Status Allocate(uint64_t offset, uint64_t length) override { return target_->Allocate(offset, length); }
+  std::string Name() const override { return target_->Name(); }
+  bool IsWritable() const override { return target_->IsWritable(); }
+
+ private:
+  File* target_;
+};
+
+}  // namespace
+
+std::unique_ptr<File> BorrowFile(File* file) { return std::make_unique<BorrowedFile>(file); }
 
 // Writes zeros in chunks of at most 1 MiB; extends the file when the range
 // reaches past its end.

@@ -16,12 +16,9 @@ pyvhdi is importable only with /usr/bin/python3 (Debian package).
 Environment: VHDX_BUILD_DIR (holds vhdx_testdriver).
 """
 
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -30,9 +27,7 @@ try:
 except ImportError:  # reported as a skip below
     pyvhdi = None
 
-MiB = 1 << 20
-BUILD_DIR = os.environ.get("VHDX_BUILD_DIR", "")
-DRIVER = os.path.join(BUILD_DIR, "vhdx_testdriver")
+from interop_util import DRIVER, MiB, driver, make_raw, run, scratch_dir
 
 # Several blocks each; not a multiple of the block size nor of 1 MiB (but a
 # multiple of 4096 so that every sector size works): the last block is partial.
@@ -44,33 +39,6 @@ SIZES = {
 }
 SECTOR_SIZES = [(512, 512), (512, 4096), (4096, 4096), (4096, 512)]
 CHUNK = 4 * MiB
-
-
-def run(args, check=True):
-    p = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if check and p.returncode != 0:
-        raise AssertionError("command failed (%d): %s\nstdout: %s\nstderr: %s" %
-                             (p.returncode, " ".join(map(str, args)), p.stdout[-3000:], p.stderr[-3000:]))
-    return p
-
-
-def driver(*args, check=True):
-    return run([DRIVER] + list(args), check=check)
-
-
-def scratch_dir():
-    """$VHDX_INTEROP_TMPDIR, else /dev/shm when it has room, else $TMPDIR."""
-    base = os.environ.get("VHDX_INTEROP_TMPDIR")
-    if not base and os.path.isdir("/dev/shm"):
-        st = os.statvfs("/dev/shm")
-        if st.f_bavail * st.f_frsize >= 4 << 30 and os.access("/dev/shm", os.W_OK):
-            base = "/dev/shm"
-    return tempfile.mkdtemp(prefix="vhdx-libvhdi-interop.", dir=base)
-
-
-def make_raw(path, size):
-    with open(path, "wb") as f:
-        f.truncate(size)
 
 
 def libvhdi_diff(img, raw, lss):
@@ -173,7 +141,7 @@ class LibvhdiInteropTest(unittest.TestCase):
             raise unittest.SkipTest("vhdx_testdriver not built at %s" % DRIVER)
 
     def setUp(self):
-        self.tmp = scratch_dir()
+        self.tmp = scratch_dir("vhdx-libvhdi-interop.")
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

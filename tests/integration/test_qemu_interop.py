@@ -23,16 +23,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-MiB = 1 << 20
-TIMINGS = []  # (seconds, command) of every command run
-BUILD_DIR = os.environ.get("VHDX_BUILD_DIR", "")
-DRIVER = os.path.join(BUILD_DIR, "vhdx_testdriver")
+from interop_util import DRIVER, MiB, TIMINGS, driver, make_raw, run, scratch_dir
 
 # Virtual sizes per block size: several blocks each, and deliberately not a
 # multiple of the block size (nor of 1 MiB) so that the last block is partial.
@@ -43,32 +38,6 @@ SIZES = {
     32 * MiB: 100 * MiB + 12288,
     256 * MiB: 520 * MiB + 12288,
 }
-
-
-def scratch_dir():
-    """Where the images go: $VHDX_INTEROP_TMPDIR, else /dev/shm when it has
-    room (no fsync cost, sparse files and hole punching work), else $TMPDIR."""
-    base = os.environ.get("VHDX_INTEROP_TMPDIR")
-    if not base and os.path.isdir("/dev/shm"):
-        st = os.statvfs("/dev/shm")
-        if st.f_bavail * st.f_frsize >= 4 << 30 and os.access("/dev/shm", os.W_OK):
-            base = "/dev/shm"
-    return tempfile.mkdtemp(prefix="vhdx-qemu-interop.", dir=base)
-
-
-def run(args, check=True, **kw):
-    """Runs a command; returns CompletedProcess with text stdout/stderr."""
-    t0 = time.time()
-    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    TIMINGS.append((time.time() - t0, " ".join(map(str, args))[:150]))
-    if check and p.returncode != 0:
-        raise AssertionError("command failed (%d): %s\nstdout: %s\nstderr: %s" %
-                             (p.returncode, " ".join(map(str, args)), p.stdout[-3000:], p.stderr[-3000:]))
-    return p
-
-
-def driver(*args, check=True):
-    return run([DRIVER] + [str(a) for a in args], check=check)
 
 
 def files_equal(a, b):
@@ -150,11 +119,6 @@ def our_check(testcase, img, what):
     testcase.assertEqual(p.returncode, 0, "%s: CheckImage not clean:\n%s%s" % (what, p.stdout, p.stderr))
 
 
-def make_raw(path, size):
-    with open(path, "wb") as f:
-        f.truncate(size)
-
-
 class QemuInteropTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -165,7 +129,7 @@ class QemuInteropTest(unittest.TestCase):
                 raise unittest.SkipTest("%s not installed" % tool)
 
     def setUp(self):
-        self.tmp = scratch_dir()
+        self.tmp = scratch_dir("vhdx-qemu-interop.")
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -262,27 +262,7 @@ class SparseFile final : public File {
   std::shared_ptr<SparseBytes> bytes_;
 };
 
-class BorrowedFile final : public File {
- public:
-  explicit BorrowedFile(File* target) : t_(target) {}
-  Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return t_->ReadAt(offset, out); }
-  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override { return t_->WriteAt(offset, data); }
-  Status Flush() override { return t_->Flush(); }
-  Result<uint64_t> Size() override { return t_->Size(); }
-  Status Truncate(uint64_t size) override { return t_->Truncate(size); }
-  Status ZeroRange(uint64_t offset, uint64_t length) override { return t_->ZeroRange(offset, length); }
-  Status PunchHole(uint64_t offset, uint64_t length) override { return t_->PunchHole(offset, length); }
-  Status Allocate(uint64_t offset, uint64_t length) override { return t_->Allocate(offset, length); }
-  std::string Name() const override { return t_->Name(); }
-  bool IsWritable() const override { return t_->IsWritable(); }
-
- private:
-  File* t_;
-};
-
 }  // namespace
-
-std::unique_ptr<File> BorrowFile(File* file) { return std::make_unique<BorrowedFile>(file); }
 
 std::unique_ptr<File> NewSparseFile(std::shared_ptr<SparseBytes> bytes) {
   return std::make_unique<SparseFile>(std::move(bytes));

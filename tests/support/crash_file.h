@@ -122,10 +122,6 @@ SparseBytes PowerCut(const CrashPoint& point, std::mt19937_64& rng, const CutOpt
 // who can look at them after the image closed the file.
 std::unique_ptr<File> NewSparseFile(std::shared_ptr<SparseBytes> bytes);
 
-// Forwards to a File owned elsewhere, so that an image can be closed and
-// reopened on the same CrashFile.
-std::unique_ptr<File> BorrowFile(File* file);
-
 class CrashFile final : public File {
  public:
   explicit CrashFile(SparseBytes initial = {});

@@ -91,7 +91,7 @@ class Harness {
       c.parent_path = o.parent_path;
       c.type = DiskType::kDifferencing;
     }
-    auto image = Image::Create(test::BorrowFile(file_.get()), c);
+    auto image = Image::Create(BorrowFile(file_.get()), c);
     EXPECT_TRUE(image.ok()) << image.status().ToString();
     if (image.ok()) image_ = std::move(*image);
     // Crash points start once the image exists: a cut during creation
@@ -162,7 +162,7 @@ class Harness {
     o.read_only = false;
     o.parent_path = opts_.parent_path;
     o.next_data_write_guid = next_data_write_guid;
-    auto image = Image::Open(test::BorrowFile(file_.get()), o);
+    auto image = Image::Open(BorrowFile(file_.get()), o);
     if (!image.ok()) return image.status();
     image_ = std::move(*image);
     return Status::OK();
@@ -780,7 +780,7 @@ TEST(CrashAbort, FailedFlushIsStickyAndCutsAreConsistent) {
     CreateOptions c;
     c.virtual_size = o.virtual_size;
     c.block_size = o.block_size;
-    auto image = Image::Create(test::BorrowFile(file.get()), c);
+    auto image = Image::Create(BorrowFile(file.get()), c);
     ASSERT_TRUE(image.ok()) << image.status().ToString();
     Oracle oracle(o.virtual_size, o.block_size);
     CrashPoint point;

@@ -66,7 +66,7 @@ std::vector<uint8_t> ValidImage(bool dirty = false, uint32_t log_size = 1 << 20)
   opts.virtual_size = 8 << 20;
   opts.log_size = log_size;
   opts.block_size = 1 << 20;
-  auto image = Image::Create(test::BorrowFile(mem.get()), opts);
+  auto image = Image::Create(BorrowFile(mem.get()), opts);
   EXPECT_TRUE(image.ok()) << image.status().ToString();
   std::vector<uint8_t> data(64 << 10, 0x5A);
   EXPECT_TRUE((*image)->Write(0, data).ok());

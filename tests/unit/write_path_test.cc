@@ -31,25 +31,15 @@ uint64_t AlignUpTo(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 // A File that forwards to one the test owns, so the bytes outlive the Image
 // and can be reopened. Optionally refuses to punch holes, so freed space
 // keeps its stale bytes and is never "known zero" when reused.
-class BorrowedFile : public File {
+class BorrowedFile : public FileWrapper {
  public:
-  BorrowedFile(File* target, bool no_punch) : t_(target), no_punch_(no_punch) {}
-  Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return t_->ReadAt(offset, out); }
-  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override { return t_->WriteAt(offset, data); }
-  Status Flush() override { return t_->Flush(); }
-  Result<uint64_t> Size() override { return t_->Size(); }
-  Status Truncate(uint64_t size) override { return t_->Truncate(size); }
-  Status ZeroRange(uint64_t offset, uint64_t length) override { return t_->ZeroRange(offset, length); }
+  BorrowedFile(File* target, bool no_punch) : FileWrapper(BorrowFile(target)), no_punch_(no_punch) {}
   Status PunchHole(uint64_t offset, uint64_t length) override {
     if (no_punch_) return Status::NotSupported("test: no hole punching");
-    return t_->PunchHole(offset, length);
+    return FileWrapper::PunchHole(offset, length);
   }
-  Status Allocate(uint64_t offset, uint64_t length) override { return t_->Allocate(offset, length); }
-  std::string Name() const override { return "<borrowed>"; }
-  bool IsWritable() const override { return t_->IsWritable(); }
 
  private:
-  File* t_;
   bool no_punch_;
 };
 
