@@ -154,9 +154,10 @@ Status Image::Impl::CommitMetadata() {
   // file size for FlushedFileOffset (invariant 11).
   if (!barrier && durable_file_size != 0 && log_writer && buffers.size() == dirty_bat_count) {
     std::vector<LogWriter::Page> pages;
-    std::set<uint64_t> fresh(targets.begin(), targets.end());
+    // A page this commit logs again needs no older copy.
+    const std::set<uint64_t> relogged(targets.begin(), targets.end());
     for (const auto& [target, bytes] : unflushed_applies) {
-      if (!fresh.count(target)) pages.push_back({target, bytes.data()});
+      if (!relogged.count(target)) pages.push_back({target, bytes.data()});
     }
     const size_t carried = pages.size();
     for (size_t i = 0; i < buffers.size(); ++i) pages.push_back({targets[i], buffers[i].data()});

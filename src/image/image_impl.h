@@ -240,7 +240,6 @@ struct Image::Impl {
   Status Repair(CheckReport* report);
 };
 
-// Access to an Image's internals for library code outside src/image.
 template <typename Fn>
 Status Image::Impl::ForEachSectorRun(uint64_t chunk, uint64_t first_sector, uint64_t count, Fn&& fn) {
   const uint64_t first_byte = first_sector / 8;
@@ -279,6 +278,7 @@ Status Image::Impl::ForEachSectorRun(uint64_t chunk, uint64_t first_sector, uint
   return Status::OK();
 }
 
+// Access to an Image's internals for library code outside src/image.
 struct ImageAccess {
   static Image::Impl& Get(Image& image) { return *image.impl_; }
 };
