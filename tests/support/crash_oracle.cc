@@ -59,6 +59,13 @@ uint64_t Oracle::BeginWrite(uint64_t offset, uint64_t length, bool zero, bool fu
   return id;
 }
 
+uint64_t Oracle::BeginReveal(uint64_t offset, uint64_t length) {
+  const uint64_t id = BeginWrite(offset, length, true, false);
+  std::lock_guard lock(mu_);
+  ops_[id - 1].reveal = true;
+  return id;
+}
+
 uint64_t Oracle::BeginResize(uint64_t new_size) {
   std::lock_guard lock(mu_);
   const uint64_t id = ops_.size() + 1;
@@ -129,7 +136,9 @@ std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const 
     const uint64_t got = Decode(u, bytes);
     auto it = history_.find(u);
     if (it == history_.end()) {
-      if (got != 0) report("unit " + std::to_string(u) + " was never written but holds id " + std::to_string(got));
+      if (got != initial_) {
+        report("unit " + std::to_string(u) + " was never written but holds id " + std::to_string(got));
+      }
       return;
     }
     const std::vector<uint32_t>* hist_ptr = &it->second;
@@ -152,14 +161,16 @@ std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const 
       const Op& op = ops_[hist[i]];
       if (op.end != kNever && (op.end < durable_bound || (op.fua && op.end < cut))) d = static_cast<ptrdiff_t>(i);
     }
-    auto value = [&](uint32_t idx) { return ops_[idx].zero ? uint64_t{0} : uint64_t{idx} + 1; };
-    bool ok = got == (d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+    auto value = [&](uint32_t idx) {
+      return ops_[idx].reveal ? initial_ : ops_[idx].zero ? uint64_t{0} : uint64_t{idx} + 1;
+    };
+    bool ok = got == (d < 0 ? initial_ : value(hist[static_cast<size_t>(d)]));
     for (size_t i = static_cast<size_t>(d + 1); i < hist.size() && !ok; ++i) {
       ok = ops_[hist[i]].start < cut && value(hist[i]) == got;
     }
     if (ok) return;
     std::vector<uint64_t> allowed;
-    allowed.push_back(d < 0 ? 0 : value(hist[static_cast<size_t>(d)]));
+    allowed.push_back(d < 0 ? initial_ : value(hist[static_cast<size_t>(d)]));
     for (size_t i = static_cast<size_t>(d + 1); i < hist.size(); ++i) {
       if (ops_[hist[i]].start < cut) allowed.push_back(value(hist[i]));
     }
@@ -203,7 +214,7 @@ std::string Oracle::Verify(Image& image, uint64_t cut, bool whole_blocks) const 
     report("map failed: " + map.status().ToString());
   } else {
     for (const Extent& e : *map) {
-      if (e.kind != Extent::Kind::kData) continue;
+      if (e.kind != Extent::Kind::kData || e.depth != 0) continue;  // the parent's data is not ours
       for (uint64_t b = e.offset / block_size_; b * uint64_t{block_size_} < e.offset + e.length; ++b) {
         if (!blocks.count(b)) report("block " + std::to_string(b) + " was never written but is allocated");
       }

@@ -6,13 +6,15 @@
 // Every write fills each 512-byte unit with a pattern derived from the
 // write's id and the unit's index, so a unit read back names the write that
 // produced it (or reads as zeros, value 0). Write-zeroes and trim have value
-// 0. A unit is written by one thread only (the workloads partition the
-// disk), so the writes to a unit are totally ordered.
+// 0; in a differencing image a trim (BeginReveal) has the initial value,
+// which is 0 or, over a parent full of data, kParentId. A unit is written
+// by one thread only (the workloads partition the disk), so the writes to a
+// unit are totally ordered.
 //
 // Rules, for a cut (power failure or failed I/O) at clock T:
 //  * D = the latest start of an Image::Flush that completed before T.
 //  * the unit's durable write = the last write to it that completed before
-//    D, or a FUA write that completed before T (none: the unit is zero).
+//    D, or a FUA write that completed before T (none: the initial value).
 //  * the unit must read as the durable write's value or as the value of a
 //    later write to it that started before T; nothing else.
 #ifndef VHDX_TESTS_SUPPORT_CRASH_ORACLE_H_
@@ -39,7 +41,12 @@ class Oracle {
   static constexpr uint64_t kUnit = 512;
   static constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 
-  Oracle(uint64_t virtual_size, uint32_t block_size) : virtual_size_(virtual_size), block_size_(block_size) {}
+  // The value of a unit before any write: 0 (zeros), or kParentId for a
+  // differencing image whose parent holds Fill(kParentId, unit) everywhere.
+  static constexpr uint64_t kParentId = uint64_t{1} << 40;
+
+  Oracle(uint64_t virtual_size, uint32_t block_size, uint64_t initial_value = 0)
+      : virtual_size_(virtual_size), block_size_(block_size), initial_(initial_value) {}
 
   // A strictly increasing timestamp.
   uint64_t Tick() { return clock_.fetch_add(1) + 1; }
@@ -48,6 +55,9 @@ class Oracle {
   // write-zeroes and trim); returns its id. `buf` (data writes) is filled
   // with the write's pattern.
   uint64_t BeginWrite(uint64_t offset, uint64_t length, bool zero, bool fua, std::span<uint8_t> buf = {});
+  // A trim of a differencing image: the range shows the parent again, so
+  // its value becomes the initial value. End it with EndWrite.
+  uint64_t BeginReveal(uint64_t offset, uint64_t length);
   // `ok` false: the write failed and is never required to be durable.
   void EndWrite(uint64_t id, bool ok);
   // A virtual size change; end it with EndWrite. Shrinking acts as a
@@ -77,11 +87,13 @@ class Oracle {
     uint64_t start = 0;
     uint64_t end = kNever;
     bool zero = false;
+    bool reveal = false;  // value: the initial value (parent shows through)
     bool fua = false;
   };
 
   uint64_t virtual_size_;
   uint32_t block_size_;
+  uint64_t initial_;
   std::atomic<uint64_t> clock_{0};
   mutable std::mutex mu_;
   std::vector<Op> ops_;  // index = id - 1

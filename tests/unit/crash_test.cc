@@ -66,12 +66,16 @@ class Harness {
     uint32_t log_size = 1 << 20;
     bool punch_hole = true;
     uint64_t seed = 1;
-    // Non-empty: the image is a differencing child of this (all-zero) parent.
+    // Non-empty: the image is a differencing child of this parent, which is
+    // all zeros, or (parent_data) holds the oracle's parent pattern.
     std::string parent_path;
+    bool parent_data = false;
   };
 
   explicit Harness(const Options& o)
-      : opts_(o), oracle_(o.virtual_size, o.block_size), file_(std::make_unique<CrashFile>()) {
+      : opts_(o),
+        oracle_(o.virtual_size, o.block_size, o.parent_data ? Oracle::kParentId : 0),
+        file_(std::make_unique<CrashFile>()) {
     rng.seed(o.seed);
     file_->SetPunchHoleSupported(o.punch_hole);
     CreateOptions c;
@@ -86,6 +90,16 @@ class Harness {
       auto parent = Image::Create(o.parent_path, p);
       EXPECT_TRUE(parent.ok()) << parent.status().ToString();
       if (parent.ok()) {
+        if (o.parent_data) {
+          std::vector<uint8_t> chunk(kMiB);
+          for (uint64_t off = 0; off < o.virtual_size; off += chunk.size()) {
+            const uint64_t n = std::min<uint64_t>(chunk.size(), o.virtual_size - off);
+            for (uint64_t u = 0; u < n / Oracle::kUnit; ++u) {
+              Oracle::Fill(Oracle::kParentId, off / Oracle::kUnit + u, chunk.data() + u * Oracle::kUnit);
+            }
+            EXPECT_TRUE((*parent)->Write(off, std::span<const uint8_t>(chunk.data(), n)).ok());
+          }
+        }
         EXPECT_TRUE((*parent)->Close().ok());
       }
       c.parent_path = o.parent_path;
@@ -127,8 +141,10 @@ class Harness {
     oracle_.EndWrite(id, s.ok());
     return s;
   }
+  // In a differencing image a trim shows the parent again.
   Status Trim(uint64_t offset, uint64_t length) {
-    uint64_t id = oracle_.BeginWrite(offset, length, true, false);
+    uint64_t id = opts_.parent_path.empty() ? oracle_.BeginWrite(offset, length, true, false)
+                                            : oracle_.BeginReveal(offset, length);
     Status s = image_->Trim(offset, length);
     oracle_.EndWrite(id, s.ok());
     return s;
@@ -601,6 +617,42 @@ void MergeLayers(Harness& h) {
   WL_OK(h.Close());
 }
 
+// Differencing child of a parent full of data (the oracle's parent
+// pattern): whole blocks written into never-used space with a flush after
+// each (a commit that could skip its leading flush, were the block's old
+// content zeros rather than the parent's), partial writes, write-zeroes and
+// trims that show the parent again, then whole blocks over reused space.
+void DifferencingOverParentData(Harness& h) {
+  const uint64_t bs = h.options().block_size;
+  WL_OK(h.Write(0, bs));  // the session's first commit
+  WL_OK(h.Flush());
+  for (uint64_t b = 1; b < 6; ++b) {
+    WL_OK(h.Write(b * bs, bs));
+    WL_OK(h.Flush());
+  }
+  for (int i = 0; i < 12; ++i) {
+    auto [off, len] = h.RangeIn(6 + h.Below(6), 64 << 10);
+    switch (h.Below(4)) {
+      case 0:
+        WL_OK(h.Trim(off, len));
+        break;
+      case 1:
+        WL_OK(h.Zero(off, len));
+        break;
+      default:
+        WL_OK(h.Write(off, len, h.OneIn(6)));
+    }
+    if (h.OneIn(3)) WL_OK(h.Flush());
+  }
+  WL_OK(h.Trim(bs, 2 * bs));  // blocks 1 and 2 show the parent again
+  WL_OK(h.Flush());
+  for (uint64_t b = 12; b < 15; ++b) {
+    WL_OK(h.Write(b * bs, bs));  // reuses the space of blocks 1 and 2 first
+    WL_OK(h.Flush());
+  }
+  WL_OK(h.Close());
+}
+
 // ---- cut and verify -----------------------------------------------------------
 
 // Checks one cut image; returns "" or what went wrong.
@@ -741,6 +793,13 @@ Harness::Options Diff(Harness::Options o) {
   return o;
 }
 
+// ... whose parent holds the oracle's parent pattern.
+Harness::Options DiffData(Harness::Options o) {
+  o = Diff(o);
+  o.parent_data = true;
+  return o;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Crash, CrashTest,
     ::testing::Values(
@@ -762,6 +821,10 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"resize_compact_punch_4096", Opt(64 * kMiB, 1 << 20, 4096, true, 25), ResizeCompact, 30, 1},
         Scenario{"differencing_nopunch", Diff(Opt(64 * kMiB, 1 << 20, 512, false, 26)), DifferencingWrites, 30, 2},
         Scenario{"differencing_4096", Diff(Opt(64 * kMiB, 2 << 20, 4096, true, 27)), DifferencingWrites, 30, 1},
+        Scenario{"differencing_parent_data", DiffData(Opt(64 * kMiB, 1 << 20, 512, false, 32)),
+                 DifferencingOverParentData, 30, 2},
+        Scenario{"differencing_parent_data_4096", DiffData(Opt(64 * kMiB, 2 << 20, 4096, true, 33)),
+                 DifferencingOverParentData, 30, 1},
         Scenario{"merge_nopunch", Opt(64 * kMiB, 1 << 20, 512, false, 28), MergeLayers, 30, 2},
         Scenario{"merge_2M_4096", Opt(64 * kMiB, 2 << 20, 4096, true, 29), MergeLayers, 30, 1},
         Scenario{"sync_writes_1M_512", Opt(4096 * kMiB, 1 << 20, 512, false, 30), SyncWrites, 30, 2},
