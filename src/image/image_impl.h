@@ -58,6 +58,8 @@ class Diagnostics {
   std::vector<CheckProblem> problems_;
 };
 
+struct LoadState;  // open.cc
+
 struct Image::Impl {
   // ---- set at open, then immutable -----------------------------------------
   std::unique_ptr<File> file;
@@ -168,7 +170,15 @@ struct Image::Impl {
     return format::BatEntry::Decode(bat[bat_index].load(std::memory_order_acquire));
   }
 
+  // Validates and loads every structure (open.cc), one step per structure.
   Status Load(Diagnostics& diag, const OpenOptions& options);
+  Status LoadFileIdentifier(Diagnostics& diag);
+  Status LoadHeaders(Diagnostics& diag, LoadState& st);
+  Status ReplayLogOnOpen(Diagnostics& diag, LoadState& st);
+  Status LoadRegionTables(Diagnostics& diag, LoadState& st);
+  Status LoadMetadata(Diagnostics& diag);
+  Status LoadBat(Diagnostics& diag, LoadState& st);
+  void BuildFreeSpace(LoadState& st);
   Status OpenParent(const OpenOptions& options);
   Status CheckAlive() const;
 

@@ -56,33 +56,54 @@ class SpaceMap {
 
 }  // namespace
 
+// What one Load carries from step to step.
+struct LoadState {
+  uint64_t file_size = 0;     // the file's size, after a replay
+  bool log_ok = true;         // the header's log placement is valid
+  std::optional<SpaceMap> space;  // 1 MiB units owned by a structure
+};
+
 Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
+  (void)options;
+  LoadState st;
   auto size_or = file->Size();
   if (!size_or.ok()) return size_or.status();
-  uint64_t file_size = *size_or;
-  opened_file_size = file_size;
-  if (file_size < format::kRegionTable2Offset + format::kRegionTableSize) {
+  st.file_size = *size_or;
+  opened_file_size = st.file_size;
+  if (st.file_size < format::kRegionTable2Offset + format::kRegionTableSize) {
     Status s = Status::Corruption("file", "size", 0,
-                                  "file is " + std::to_string(file_size) +
+                                  "file is " + std::to_string(st.file_size) +
                                       " bytes, too small to hold a VHDX header section");
     (void)diag.Error(s, "file", 0);
     return s;
   }
 
-  // ---- file identifier -------------------------------------------------------
-  {
-    std::vector<uint8_t> raw(1024);
-    if (Status s = file->ReadAt(0, raw); !s.ok()) return s;
-    auto id = format::FileIdentifier::Decode(raw);
-    if (!id.ok()) {
-      // Not a VHDX at all: nothing else is worth checking.
-      (void)diag.Error(id.status(), "file identifier", 0);
-      return id.status();
-    }
-    identifier = *id;
-  }
+  if (Status s = LoadFileIdentifier(diag); !s.ok()) return s;
+  if (Status s = LoadHeaders(diag, st); !s.ok()) return s;
+  if (Status s = ReplayLogOnOpen(diag, st); !s.ok()) return s;
+  if (Status s = LoadRegionTables(diag, st); !s.ok()) return s;
+  if (Status s = LoadMetadata(diag); !s.ok()) return s;
+  if (Status s = LoadBat(diag, st); !s.ok()) return s;
+  if (!read_only) BuildFreeSpace(st);
+  return Status::OK();
+}
 
-  // ---- headers -------------------------------------------------------------------
+// The file identifier: not a VHDX at all means nothing else is worth checking.
+Status Image::Impl::LoadFileIdentifier(Diagnostics& diag) {
+  std::vector<uint8_t> raw(1024);
+  if (Status s = file->ReadAt(0, raw); !s.ok()) return s;
+  auto id = format::FileIdentifier::Decode(raw);
+  if (!id.ok()) {
+    (void)diag.Error(id.status(), "file identifier", 0);
+    return id.status();
+  }
+  identifier = *id;
+  return Status::OK();
+}
+
+// Both header copies; the current one chosen, its version and log placement
+// checked (st.log_ok false: the log cannot be used).
+Status Image::Impl::LoadHeaders(Diagnostics& diag, LoadState& st) {
   std::vector<uint8_t> raw4k(format::kHeaderSize);
   const uint64_t header_offsets[2] = {format::kHeader1Offset, format::kHeader2Offset};
   for (int i = 0; i < 2; ++i) {
@@ -135,7 +156,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     return s;
   }
   // Log placement.
-  bool log_ok = true;
+  st.log_ok = true;
   if (header.log_length != 0) {
     uint64_t log_end = header.log_offset + header.log_length;  // no overflow: u64 + u32 bounded below
     std::string why;
@@ -149,7 +170,7 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       why = "log lies beyond any plausible file size";
     }
     if (!why.empty()) {
-      log_ok = false;
+      st.log_ok = false;
       Status s = Status::Corruption(header_name, "LogOffset/LogLength", header_off, why);
       if (Status r = diag.Error(s, header_name, header_off); !r.ok()) return r;
     }
@@ -158,43 +179,50 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     (void)diag.Error(s, header_name, header_off);
     return s;
   }
+  return Status::OK();
+}
 
-  // ---- log replay ----------------------------------------------------------
-  if (!header.log_guid.IsZero() && log_ok) {
-    auto seq = log::FindActiveSequence(file.get(), file_size, header.log_offset, header.log_length,
-                                       header.log_guid);
-    if (!seq.ok()) {
-      (void)diag.Error(seq.status(), "log", header.log_offset);
-      return seq.status();  // an image whose log cannot be replayed must not be used
-    }
-    log_entries_replayed = static_cast<uint32_t>(seq->entries.size());
-    if (read_only) {
-      // Replay into memory; the file is never written.
-      auto overlay = std::make_unique<OverlayFile>(std::move(file));
-      if (Status s = log::Replay(*seq, overlay.get()); !s.ok()) return s;
-      file = std::move(overlay);
-      log_state = LogState::kReplayedInMemory;
-    } else {
-      // New FileWriteGuid first, keeping the LogGuid until the replay is
-      // durable; then clear the LogGuid.
-      std::lock_guard lock(meta_mu_);
-      format::Header next = header;
-      next.file_write_guid = Guid::Random();
-      if (Status s = WriteHeaderLocked(next); !s.ok()) return s;
-      file_guid_updated = true;
-      if (Status s = log::Replay(*seq, file.get()); !s.ok()) return s;
-      if (Status s = file->Flush(); !s.ok()) return s;
-      next = header;
-      next.log_guid = Guid();
-      if (Status s = WriteHeaderLocked(next); !s.ok()) return s;
-      log_state = LogState::kReplayed;
-    }
-    auto new_size = file->Size();
-    if (!new_size.ok()) return new_size.status();
-    file_size = *new_size;
+// A dirty log is replayed: to the file on a writable open, into an
+// in-memory overlay on a read-only one.
+Status Image::Impl::ReplayLogOnOpen(Diagnostics& diag, LoadState& st) {
+  if (header.log_guid.IsZero() || !st.log_ok) return Status::OK();
+  auto seq = log::FindActiveSequence(file.get(), st.file_size, header.log_offset, header.log_length,
+                                     header.log_guid);
+  if (!seq.ok()) {
+    (void)diag.Error(seq.status(), "log", header.log_offset);
+    return seq.status();  // an image whose log cannot be replayed must not be used
   }
+  log_entries_replayed = static_cast<uint32_t>(seq->entries.size());
+  if (read_only) {
+    // Replay into memory; the file is never written.
+    auto overlay = std::make_unique<OverlayFile>(std::move(file));
+    if (Status s = log::Replay(*seq, overlay.get()); !s.ok()) return s;
+    file = std::move(overlay);
+    log_state = LogState::kReplayedInMemory;
+  } else {
+    // New FileWriteGuid first, keeping the LogGuid until the replay is
+    // durable; then clear the LogGuid.
+    std::lock_guard lock(meta_mu_);
+    format::Header next = header;
+    next.file_write_guid = Guid::Random();
+    if (Status s = WriteHeaderLocked(next); !s.ok()) return s;
+    file_guid_updated = true;
+    if (Status s = log::Replay(*seq, file.get()); !s.ok()) return s;
+    if (Status s = file->Flush(); !s.ok()) return s;
+    next = header;
+    next.log_guid = Guid();
+    if (Status s = WriteHeaderLocked(next); !s.ok()) return s;
+    log_state = LogState::kReplayed;
+  }
+  auto new_size = file->Size();
+  if (!new_size.ok()) return new_size.status();
+  st.file_size = *new_size;
+  return Status::OK();
+}
 
-  // ---- region tables -----------------------------------------------------------
+// The region tables; the BAT and metadata regions located and claimed in
+// the space map, which starts here.
+Status Image::Impl::LoadRegionTables(Diagnostics& diag, LoadState& st) {
   std::vector<uint8_t> raw64k(format::kRegionTableSize);
   std::optional<format::RegionTable> tables[2];
   const uint64_t table_offsets[2] = {format::kRegionTable1Offset, format::kRegionTable2Offset};
@@ -240,9 +268,9 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     (void)diag.Error(s, "region table", format::kRegionTable1Offset);
     return s;
   }
-  SpaceMap space(file_size);
-  space.Claim(0, format::kHeaderSectionSize);
-  if (header.log_length != 0 && log_ok && !space.Claim(header.log_offset, header.log_length)) {
+  st.space.emplace(st.file_size);
+  st.space->Claim(0, format::kHeaderSectionSize);
+  if (header.log_length != 0 && st.log_ok && !st.space->Claim(header.log_offset, header.log_length)) {
     // cannot overlap anything yet
   }
   for (const auto& r : regions.entries) {
@@ -250,12 +278,12 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     std::string name = r.guid == format::BatRegionGuid() ? "BAT region"
                        : r.guid == format::MetadataRegionGuid() ? "metadata region"
                                                                  : "region " + r.guid.ToString();
-    if (end > file_size) {
+    if (end > st.file_size) {
       Status s = Status::Corruption(name, "FileOffset", r.file_offset, "region extends beyond the end of file");
       if (Status e = diag.Error(s, name, r.file_offset); !e.ok()) return e;
       if (&r == bat_region || &r == meta_region) return s;
     }
-    if (!space.Claim(r.file_offset, r.length)) {
+    if (!st.space->Claim(r.file_offset, r.length)) {
       Status s = Status::Corruption(name, "FileOffset", r.file_offset, "region overlaps the log or another region");
       if (Status e = diag.Error(s, name, r.file_offset); !e.ok()) return e;
     }
@@ -264,8 +292,11 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
   bat_length = bat_region->length;
   metadata_offset = meta_region->file_offset;
   metadata_length = meta_region->length;
+  return Status::OK();
+}
 
-  // ---- metadata ----------------------------------------------------------------
+// The metadata table and the system items; the geometry follows from them.
+Status Image::Impl::LoadMetadata(Diagnostics& diag) {
   if (metadata_length > format::kMaxMetadataRegionLength) {
     Status s = Status::Corruption("metadata region", "Length", metadata_offset,
                                   "larger than the supported maximum of 128 MiB");
@@ -370,8 +401,12 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
     if (!g.ok()) return fail_item(g.status());
     geo = *g;
   }
+  return Status::OK();
+}
 
-  // ---- BAT ---------------------------------------------------------------------
+// The BAT, read and validated entry by entry; every allocated block claims
+// its space.
+Status Image::Impl::LoadBat(Diagnostics& diag, LoadState& st) {
   uint64_t bat_bytes = geo.bat_entries * 8;  // <= 2^27 entries by the geometry limits
   if (bat_bytes > bat_length) {
     Status s = Status::Corruption("BAT region", "Length", bat_offset,
@@ -468,15 +503,15 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       uint64_t block = idx - idx / (geo.chunk_ratio + 1);
       if (block + 1 == geo.payload_blocks) needed = virtual_end_block_bytes;
     }
-    if (e.file_offset > file_size || needed > file_size - e.file_offset) {
+    if (e.file_offset > st.file_size || needed > st.file_size - e.file_offset) {
       if (Status s = bad("block at file offset " + Hex(e.file_offset) + " lies beyond the end of file (" +
-                         Hex(file_size) + ")");
+                         Hex(st.file_size) + ")");
           !s.ok()) {
         return s;
       }
       continue;
     }
-    if (!space.Claim(e.file_offset, length)) {
+    if (!st.space->Claim(e.file_offset, length)) {
       if (Status s = bad("block at file offset " + Hex(e.file_offset) +
                          " overlaps the headers, log, a region or another block");
           !s.ok()) {
@@ -501,25 +536,24 @@ Status Image::Impl::Load(Diagnostics& diag, const OpenOptions& options) {
       }
     }
   }
-
-  if (!read_only) {
-    // Everything not owned by a structure is free, with unknown content.
-    std::lock_guard lock(alloc_mu_);
-    file_end = AlignUp(file_size, kMiB);
-    never_used_from = file_end;
-    uint64_t units = file_end / kMiB;
-    for (uint64_t u = 1; u < units;) {
-      if (space.Owned(u)) {
-        ++u;
-        continue;
-      }
-      uint64_t start = u;
-      while (u < units && !space.Owned(u)) ++u;
-      free_space.Add(start * kMiB, (u - start) * kMiB, false);
-    }
-  }
-  (void)options;
   return Status::OK();
+}
+
+// Everything no structure owns is free space, of unknown content.
+void Image::Impl::BuildFreeSpace(LoadState& st) {
+  std::lock_guard lock(alloc_mu_);
+  file_end = AlignUp(st.file_size, kMiB);
+  never_used_from = file_end;
+  uint64_t units = file_end / kMiB;
+  for (uint64_t u = 1; u < units;) {
+    if (st.space->Owned(u)) {
+      ++u;
+      continue;
+    }
+    uint64_t start = u;
+    while (u < units && !st.space->Owned(u)) ++u;
+    free_space.Add(start * kMiB, (u - start) * kMiB, false);
+  }
 }
 
 }  // namespace vhdx
