@@ -79,6 +79,17 @@ verify merge
 # parent's new identity) and reads the same content.
 "$VHDX" convert -O raw "$child" "$WORK/flat2.raw"
 cmp "$WORK/flat2.raw" "$raw" || fail "child reads differently after the merge"
+# info --chain names the linkage that accepted the merged parent.
+"$VHDX" info --json --chain "$child" > "$WORK/info.json"
+/usr/bin/python3 - "$WORK/info.json" <<'PY' || fail "info --chain does not report the merged link"
+import json, sys
+chain = json.load(open(sys.argv[1]))["chain"]
+assert len(chain) == 2, chain
+assert chain[0]["parent_match"] == "parent_linkage2", chain[0]
+assert chain[0]["log"] == "clean" and chain[1]["parent_match"] == "none", chain
+assert chain[0]["virtual_size"] == chain[1]["virtual_size"] > 0, chain
+PY
+"$VHDX" info --chain "$child" | grep -q "parent matches parent_linkage2" || fail "info --chain text lacks the linkage"
 
 # set-parent: the parent moves; the child is re-pointed at it.
 child2=$WORK/child2.avhdx
