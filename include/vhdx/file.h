@@ -52,7 +52,7 @@ class VHDX_EXPORT File {
 // Forwards every call to another File; override what a test needs to change.
 class VHDX_EXPORT FileWrapper : public File {
  public:
-  explicit FileWrapper(std::unique_ptr<File> target) : target_(std::move(target)) {}
+  explicit FileWrapper(std::unique_ptr<File> target) : owned_(std::move(target)), target_(owned_.get()) {}
   Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return target_->ReadAt(offset, out); }
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
     return target_->WriteAt(offset, data);
@@ -66,10 +66,16 @@ class VHDX_EXPORT FileWrapper : public File {
   std::string Name() const override { return target_->Name(); }
   bool IsWritable() const override { return target_->IsWritable(); }
 
-  File* target() const { return target_.get(); }
+  File* target() const { return target_; }
+
+ protected:
+  // Forwards to a File owned elsewhere, which must outlive this one
+  // (BorrowFile).
+  explicit FileWrapper(File* borrowed) : target_(borrowed) {}
 
  private:
-  std::unique_ptr<File> target_;
+  std::unique_ptr<File> owned_;  // null when borrowed
+  File* target_;
 };
 
 enum class FileMode {

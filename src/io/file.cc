@@ -25,22 +25,9 @@ File::~File() = default;
 
 namespace {
 
-class BorrowedFile final : public File {
+class BorrowedFile final : public FileWrapper {
  public:
-  explicit BorrowedFile(File* target) : target_(target) {}
-  Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return target_->ReadAt(offset, out); }
-  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override { return target_->WriteAt(offset, data); }
-  Status Flush() override { return target_->Flush(); }
-  Result<uint64_t> Size() override { return target_->Size(); }
-  Status Truncate(uint64_t size) override { return target_->Truncate(size); }
-  Status ZeroRange(uint64_t offset, uint64_t length) override { return target_->ZeroRange(offset, length); }
-  Status PunchHole(uint64_t offset, uint64_t length) override { return target_->PunchHole(offset, length); }
-  Status Allocate(uint64_t offset, uint64_t length) override { return target_->Allocate(offset, length); }
-  std::string Name() const override { return target_->Name(); }
-  bool IsWritable() const override { return target_->IsWritable(); }
-
- private:
-  File* target_;
+  explicit BorrowedFile(File* target) : FileWrapper(target) {}
 };
 
 }  // namespace

@@ -478,6 +478,27 @@ void ResizeCompact(Harness& h) {
   WL_OK(h.Close());
 }
 
+// `count` random partial operations in blocks [first, first + n): trims
+// (in a differencing image the parent shows through again), write-zeroes
+// and writes (one in six FUA); `kinds` above 3 weights writes up. A flush
+// follows one operation in three.
+void RandomPartialOps(Harness& h, int count, uint64_t first, uint64_t n, uint64_t kinds) {
+  for (int i = 0; i < count; ++i) {
+    auto [off, len] = h.RangeIn(first + h.Below(n), 64 << 10);
+    switch (h.Below(kinds)) {
+      case 0:
+        WL_OK(h.Trim(off, len));
+        break;
+      case 1:
+        WL_OK(h.Zero(off, len));
+        break;
+      default:
+        WL_OK(h.Write(off, len, h.OneIn(6)));
+    }
+    if (h.OneIn(3)) WL_OK(h.Flush());
+  }
+}
+
 // Differencing child of an all-zero parent: partial writes make
 // PARTIALLY_PRESENT blocks and sector bitmap blocks; trims free blocks
 // (the parent shows through again), so later bitmap and payload blocks are
@@ -489,21 +510,9 @@ void DifferencingWrites(Harness& h) {
   WL_OK(h.Trim(0, 2 * bs));  // two blocks freed
   WL_OK(h.Flush());
   // The first partial write allocates the chunk's sector bitmap block (into
-  // the freed space), then a data block.
-  for (int i = 0; i < 16; ++i) {
-    auto [off, len] = h.RangeIn(h.Below(12), 64 << 10);
-    switch (h.Below(5)) {
-      case 0:
-        WL_OK(h.Trim(off, len));  // partial: bits cleared
-        break;
-      case 1:
-        WL_OK(h.Zero(off, len));
-        break;
-      default:
-        WL_OK(h.Write(off, len, h.OneIn(6)));
-    }
-    if (h.OneIn(3)) WL_OK(h.Flush());
-  }
+  // the freed space), then a data block; partial trims clear bits.
+  RandomPartialOps(h, 16, 0, 12, 5);
+  if (::testing::Test::HasFatalFailure()) return;
   WL_OK(h.Write(5 * bs, bs));  // PARTIALLY_PRESENT or new block becomes fully written
   WL_OK(h.Close());
 }
@@ -630,20 +639,8 @@ void DifferencingOverParentData(Harness& h) {
     WL_OK(h.Write(b * bs, bs));
     WL_OK(h.Flush());
   }
-  for (int i = 0; i < 12; ++i) {
-    auto [off, len] = h.RangeIn(6 + h.Below(6), 64 << 10);
-    switch (h.Below(4)) {
-      case 0:
-        WL_OK(h.Trim(off, len));
-        break;
-      case 1:
-        WL_OK(h.Zero(off, len));
-        break;
-      default:
-        WL_OK(h.Write(off, len, h.OneIn(6)));
-    }
-    if (h.OneIn(3)) WL_OK(h.Flush());
-  }
+  RandomPartialOps(h, 12, 6, 6, 4);
+  if (::testing::Test::HasFatalFailure()) return;
   WL_OK(h.Trim(bs, 2 * bs));  // blocks 1 and 2 show the parent again
   WL_OK(h.Flush());
   for (uint64_t b = 12; b < 15; ++b) {
