@@ -27,7 +27,6 @@
 #include "format/metadata.h"
 #include "format/parent_locator.h"
 #include "format/region_table.h"
-#include "support/crash_file.h"
 #include "support/test_util.h"
 #include "util/coding.h"
 #include "util/crc32c.h"
