@@ -142,6 +142,11 @@ Status Image::Impl::CommitMetadata() {
     Fail(s);
     return s;
   };
+  // LastFileOffset: covers the file and every structure allocated in it.
+  auto last_file_offset = [&](uint64_t file_size) {
+    std::lock_guard lock(alloc_mu_);
+    return std::max(AlignUp(file_size, kMiB), file_end);
+  };
 
   // The fast path writes the entry without a leading flush; its one flush
   // makes the data, the entry and the previous commit's applies durable
@@ -164,13 +169,8 @@ Status Image::Impl::CommitMetadata() {
     if (!buffers.empty() && pages.size() <= log_writer->MaxPagesPerEntry()) {
       auto size = file->Size();
       if (!size.ok()) return fail(size.status());
-      uint64_t last_size;
-      {
-        std::lock_guard lock(alloc_mu_);
-        last_size = std::max(AlignUp(*size, kMiB), file_end);
-      }
       const uint64_t flushed_size = durable_file_size / kMiB * kMiB;
-      if (Status s = log_writer->Append(pages, flushed_size, last_size); !s.ok()) return fail(s);
+      if (Status s = log_writer->Append(pages, flushed_size, last_file_offset(*size)); !s.ok()) return fail(s);
       if (Status s = file->Flush(); !s.ok()) return fail(s);
       durable_file_size = *size;
       // Carried pages are durable now; this commit's are applied next.
@@ -199,11 +199,7 @@ Status Image::Impl::CommitMetadata() {
   unflushed_applies.clear();
   if (!buffers.empty()) {
     const uint64_t flushed_size = *size / kMiB * kMiB;
-    uint64_t last_size;
-    {
-      std::lock_guard lock(alloc_mu_);
-      last_size = std::max(AlignUp(*size, kMiB), file_end);
-    }
+    const uint64_t last_size = last_file_offset(*size);
     if (!log_writer) {
       log_writer = std::make_unique<LogWriter>(file.get(), header.log_offset, header.log_length, Guid::Random());
       if (log_writer->MaxPagesPerEntry() == 0) return fail(Status::NotSupported("log too small to write entries"));
